@@ -1,0 +1,1 @@
+"""MySQL adapter: connections, procedures by engine generation, replica status."""
