@@ -73,8 +73,8 @@ class FailedEvent:
 def analyse_error(error_text: str) -> FailedEvent:
     """Return the schema, table, duplicate key and statement of a failed event."""
     text = error_text.strip()
-    statement = _statement(text)
-    schema, table = _table(text, statement)
+    default_schema, statement = _statement_event(text)
+    schema, table = _table(text, statement, default_schema)
     return FailedEvent(
         schema=schema,
         table=table,
@@ -111,11 +111,8 @@ def worker_error(rows: Sequence[Mapping[str, Any]]) -> tuple[int, str] | None:
     the worker with a non-zero LAST_ERROR_NUMBER and the latest
     LAST_ERROR_TIMESTAMP wins.
     """
-    failed = [
-        _upper_keys(row)
-        for row in rows
-        if to_int(_upper_keys(row).get("LAST_ERROR_NUMBER"))
-    ]
+    workers = [_upper_keys(row) for row in rows]
+    failed = [row for row in workers if to_int(row.get("LAST_ERROR_NUMBER"))]
     if not failed:
         return None
     latest = max(failed, key=lambda row: _timestamp(row.get("LAST_ERROR_TIMESTAMP")))
@@ -123,36 +120,29 @@ def worker_error(rows: Sequence[Mapping[str, Any]]) -> tuple[int, str] | None:
     return errno, to_text(latest.get("LAST_ERROR_MESSAGE")) or ""
 
 
-def _statement(text: str) -> str | None:
-    """Return the statement quoted in a statement event's error text."""
+def _statement_event(text: str) -> tuple[str | None, str | None]:
+    """Return (default database, statement) quoted in a statement event's error."""
     event = text.find(_STATEMENT_EVENT)
     if event < 0:
-        return None
-    query = text.find(_QUERY, event + len(_STATEMENT_EVENT))
+        return None, None
+    start = event + len(_STATEMENT_EVENT)
+    query = text.find(_QUERY, start)
     if query < 0:
-        return None
+        return None, None
 
     statement = _MARIADB_SUFFIX.sub("", text[query + len(_QUERY) :])
-    return statement.removesuffix(_QUOTE) or None
+    return text[start:query] or None, statement.removesuffix(_QUOTE) or None
 
 
-def _default_schema(text: str) -> str | None:
-    """Return the "Default database" of a statement event's error text."""
-    event = text.find(_STATEMENT_EVENT)
-    if event < 0:
-        return None
-    start = event + len(_STATEMENT_EVENT)
-    end = text.find(_QUERY, start)
-    return text[start:end] or None if end >= 0 else None
-
-
-def _table(text: str, statement: str | None) -> tuple[str | None, str | None]:
+def _table(
+    text: str, statement: str | None, default_schema: str | None
+) -> tuple[str | None, str | None]:
     """Return (schema, table) from the row event, the statement or the message."""
     row_event = _ROW_EVENT.search(text)
     if row_event:
         return row_event["schema"], row_event["table"]
     if statement is not None:
-        found = target_table(statement, _default_schema(text))
+        found = target_table(statement, default_schema)
         if found != _NO_TABLE:
             return found
 

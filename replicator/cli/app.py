@@ -1,0 +1,237 @@
+"""The ``replicator`` command: parse, call the commands module, render, exit.
+
+Options follow the command: ``replicator COMMAND RUNBOOK [--state PATH]
+[--log-format console|json] [--debug] [--yes]``. Results go to stdout; logs
+and progress to stderr. Errors become a message and an exit code here and
+nowhere else; tracebacks only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+
+from replicator.cli import sandbox
+from replicator.cli.render import echo_err, echo_out
+from replicator.errors import ExitCode, ReplicatorError
+
+app = typer.Typer(
+    name="replicator",
+    help="Move an Aurora MySQL cluster to a binlog-replicated clone, resumably.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(sandbox.app, name="sandbox")
+
+_debug = {"on": False}
+
+RunbookArgument = Annotated[
+    Path, typer.Argument(help="The runbook (YAML).", show_default=False)
+]
+StateOption = Annotated[
+    Path | None,
+    typer.Option("--state", help="Journal file (default .replicator/<name>.db)."),
+]
+LogFormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        help="console or json (default: console on a terminal, else json).",
+    ),
+]
+DebugOption = Annotated[bool, typer.Option("--debug", help="Debug logs, tracebacks.")]
+YesOption = Annotated[
+    bool, typer.Option("--yes", help="Confirm production-affecting actions.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _options(
+    runbook: Path,
+    state: Path | None,
+    log_format: str | None,
+    debug: bool,
+    yes: bool = False,
+) -> Any:
+    from replicator import logs
+    from replicator.commands import Options
+    from replicator.errors import InputError
+
+    if log_format not in (None, "console", "json"):
+        raise InputError(
+            f"--log-format {log_format!r} is not known", hint="use console or json"
+        )
+    _debug["on"] = debug
+    logs.configure(log_format, debug=debug)  # type: ignore[arg-type]
+    return Options(runbook=runbook, state=state, yes=yes)
+
+
+@app.command()
+def run(
+    runbook: RunbookArgument,
+    state: StateOption = None,
+    log_format: LogFormatOption = None,
+    debug: DebugOption = False,
+    yes: YesOption = False,
+) -> None:
+    """Run or resume the steps up to and including catch-up."""
+    from replicator import commands
+
+    result = commands.run(_options(runbook, state, log_format, debug, yes))
+    if not result["changed"]:
+        echo_err("nothing to do: every step was already done (nothing was changed)")
+    _render_status(result["status"])
+
+
+@app.command()
+def plan(
+    runbook: RunbookArgument,
+    state: StateOption = None,
+    log_format: LogFormatOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Show what each remaining step would do; change nothing."""
+    from replicator import commands
+
+    for item in commands.plan(_options(runbook, state, log_format, debug)):
+        echo_out(f"{item['step']} [{item['state']}]")
+        for action in item["actions"]:
+            echo_out(f"    {action}")
+
+
+@app.command()
+def status(
+    runbook: RunbookArgument,
+    state: StateOption = None,
+    log_format: LogFormatOption = None,
+    debug: DebugOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show steps, timings, the live replica state and skip counts."""
+    from replicator import commands
+
+    document = commands.status(_options(runbook, state, log_format, debug))
+    if as_json:
+        echo_out(json.dumps(document, indent=2))
+    else:
+        _render_status(document)
+
+
+def _render_status(document: dict[str, Any]) -> None:
+    echo_out(f"runbook {document['runbook']}")
+    for step in document["steps"]:
+        timing = f"{step['started'] or '-'} .. {step['finished'] or '-'}"
+        echo_out(
+            f"  {step['name']:<18} {step['state']:<12} {timing}  "
+            f"attempts {step['attempts']}"
+        )
+    replica = document["replica"]
+    if replica is None:
+        echo_out("replica: none")
+    else:
+        echo_out(
+            f"replica: io={replica['io_running']} sql={replica['sql_running']} "
+            f"exec={replica['exec_file']}:{replica['exec_position']} "
+            f"source={replica['source_file']}:{replica['source_position']} "
+            f"behind={replica['bytes_behind']} bytes / {replica['seconds_behind']} s"
+        )
+        if replica["last_errno"]:
+            echo_out(f"  error {replica['last_errno']}: {replica['last_error']}")
+    skips = document["skips"]
+    echo_out(f"skips: {skips['total']}")
+    for rule, count in skips["by_rule"].items():
+        echo_out(f"  rule {rule}: {count}")
+    for table, count in skips["by_table"].items():
+        echo_out(f"  table {table}: {count}")
+
+
+@app.command()
+def watch(
+    runbook: RunbookArgument,
+    state: StateOption = None,
+    log_format: LogFormatOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Keep catch-up going with the skip policy applied, with a live line."""
+    from replicator import commands
+
+    def show(poll: Any, loop_state: Any) -> None:
+        status = poll.status
+        line = (
+            f"io={status.io_running} sql={status.sql_running} "
+            f"behind={poll.bytes_behind}B/{status.seconds_behind}s "
+            f"caught_up={'yes' if poll.caught_up else 'no'} "
+            f"skips={loop_state.skips_this_run} polls={loop_state.polls}"
+        )
+        sys.stderr.write("\r" + line.ljust(100) if sys.stderr.isatty() else line + "\n")
+        sys.stderr.flush()
+
+    commands.watch(_options(runbook, state, log_format, debug), show)
+
+
+@app.command()
+def skips(
+    runbook: RunbookArgument,
+    state: StateOption = None,
+    log_format: LogFormatOption = None,
+    debug: DebugOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List every skipped event with its error, coordinates and table."""
+    from replicator import commands
+
+    records = commands.skips(_options(runbook, state, log_format, debug))
+    if as_json:
+        echo_out(json.dumps(records, indent=2))
+        return
+    for r in records:
+        table = f"{r['schema']}.{r['table']}" if r["table"] else "-"
+        echo_out(
+            f"{r['time']}  {r['rule']:<12} {r['action']:<8} {r['errno']}  "
+            f"{r['file']}:{r['position']}  {table}  {r['keys'] or ''}"
+        )
+    echo_err(f"{len(records)} skipped events")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except ReplicatorError as error:
+        from replicator.secrets import MASKER
+
+        if _debug["on"]:
+            traceback.print_exc()
+        echo_err(MASKER.mask(f"error: {error}"))
+        return int(error.exit_code)
+    except click.exceptions.Exit as done:
+        return int(done.exit_code)
+    except click.exceptions.Abort:
+        echo_err("interrupted")
+        return int(ExitCode.INTERRUPTED)
+    except click.ClickException as error:
+        error.show()
+        return int(ExitCode.INVALID_INPUT)
+    except KeyboardInterrupt:
+        echo_err(
+            "interrupted; the journal keeps the state: run the same command to resume"
+        )
+        return int(ExitCode.INTERRUPTED)
+    except Exception as error:  # noqa: BLE001 - the one place errors become exit codes
+        from replicator.secrets import MASKER
+
+        if _debug["on"]:
+            traceback.print_exc()
+        echo_err(MASKER.mask(f"error: unexpected {type(error).__name__}: {error}"))
+        echo_err(
+            "  next: run again with --debug for the traceback; the journal keeps the state"
+        )
+        return int(ExitCode.FAILED)
+    return int(ExitCode.OK)
