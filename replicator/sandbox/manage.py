@@ -84,6 +84,13 @@ class Sandbox:
         servers: list[dict[str, Any]] = body["servers"]
         return servers
 
+    def requests(self) -> dict[str, int]:
+        """Return the API calls the control plane has received, by action."""
+        url = f"{self.endpoint_url}/_sandbox/requests"
+        with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 - loopback
+            counts: dict[str, int] = json.loads(answer.read())
+        return counts
+
     def describe(self) -> dict[str, Any]:
         """Return ``sandbox up --json``'s document."""
         return {

@@ -6,16 +6,20 @@ up`` starts it in the background. It listens on 127.0.0.1 only, writes
 ``POST /_sandbox/shutdown`` or SIGTERM, when it stops every server it started.
 
 Besides the AWS API it answers ``GET /_sandbox/status`` with the servers it
-runs, as JSON.
+runs and ``GET /_sandbox/requests`` with the API calls received so far, by
+action, as JSON.
 """
 
 from __future__ import annotations
 
+import collections
+import io
 import json
 import os
 import signal
 import sys
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -53,6 +57,8 @@ class Supervisor:
         control_plane.install(self.plane, lambda: _backend(region))
         self.moto_app = DomainDispatcherApplication(create_backend_app)
         self.stopping = threading.Event()
+        self.actions: collections.Counter[str] = collections.Counter()
+        self.counter_lock = threading.Lock()
         self.http = make_server("127.0.0.1", 0, self, threaded=True)
 
     def __call__(
@@ -61,10 +67,26 @@ class Supervisor:
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_sandbox/"):
             return self._own(Request(environ))(environ, start_response)
+        self._count_action(environ)
         result: Iterable[bytes] = self.moto_app(environ, start_response)
         return result
 
+    def _count_action(self, environ: dict[str, Any]) -> None:
+        """Count API calls by action, so tests can prove what a command sent."""
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        fields = urllib.parse.parse_qs(body.decode(errors="replace"))
+        query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+        action = (fields.get("Action") or query.get("Action") or ["?"])[0]
+        with self.counter_lock:
+            self.actions[action] += 1
+
     def _own(self, request: Request) -> Response:
+        if request.path == "/_sandbox/requests":
+            with self.counter_lock:
+                counts = dict(self.actions)
+            return Response(json.dumps(counts), mimetype="application/json")
         if request.path == "/_sandbox/status":
             body = {"pid": os.getpid(), "servers": self.plane.servers()}
             return Response(json.dumps(body), mimetype="application/json")
