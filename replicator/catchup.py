@@ -315,7 +315,8 @@ class CatchUp:
             )
             self.ctx.clock.sleep(decision.wait_seconds)
         else:
-            raise Halted(*diagnose(self.ctx, status, errno, text, decision.reason))
+            message, hint = diagnose(self.ctx, status, errno, text, decision.reason)
+            raise Halted(message, hint=hint)
 
     def _error_of(self, status: ReplicaStatus, thread: str) -> tuple[int, str]:
         if thread == "io":

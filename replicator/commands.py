@@ -192,3 +192,129 @@ def watch(options: Options, on_poll: Any) -> None:
 def load(options: Options) -> Runbook:
     """Load the runbook only (for commands that validate)."""
     return load_runbook(options.runbook)
+
+
+def cutover(options: Options, *, accept_skips: bool, force: bool) -> dict[str, Any]:
+    """Switch traffic to the clone: guardrails, freeze, drain, stop, switch, open."""
+    from replicator.engine import run_steps
+    from replicator.steps.cutover import CUTOVER_STEPS
+
+    with open_context(options, "cutover", lock=True) as ctx:
+        ctx.accept_skips = accept_skips
+        ctx.force = force
+        ctx.resolve_secrets()
+        result = run_steps(ctx, CUTOVER_STEPS)
+        return _switch_result(ctx, result, "switch", "open_writes")
+
+
+def rollback(options: Options) -> dict[str, Any]:
+    """Switch traffic back to the old cluster (needs reverse replication)."""
+    from replicator.engine import run_steps
+    from replicator.steps.cutover import ROLLBACK_STEPS
+
+    with open_context(options, "rollback", lock=True) as ctx:
+        ctx.resolve_secrets()
+        result = run_steps(ctx, ROLLBACK_STEPS)
+        return _switch_result(ctx, result, "rollback_switch", "rollback_open_writes")
+
+
+def _switch_result(
+    ctx: Context, result: Any, switch: str, opened: str
+) -> dict[str, Any]:
+    return {
+        "changed": result.changed,
+        "switch": ctx.journal.step_outputs(switch),
+        "writes": ctx.journal.step_outputs(opened),
+    }
+
+
+def verify(options: Options, pattern: str | None) -> dict[str, Any]:
+    """Compare source and clone; journal the result for cutover's guardrail."""
+    from replicator.verify import verify as compare
+
+    with open_context(options, "verify", lock=False) as ctx:
+        ctx.resolve_secrets()
+        source = _raw_connection(ctx, ctx.source_cluster())
+        clone_cluster = ctx.clone_cluster()
+        if clone_cluster is None:
+            from replicator.errors import StepFailed
+
+            raise StepFailed("there is no clone to verify", hint="run `replicator run`")
+        clone = _raw_connection(ctx, clone_cluster)
+        try:
+            report = compare(
+                source,
+                clone,
+                pattern=pattern,
+                wait_clone_past=lambda where, seconds: _clone_past(ctx, where, seconds),
+                progress=lambda table, chunks, rows: ctx.log.debug(
+                    "verify_progress", table=table, chunks=chunks, rows=rows
+                ),
+            )
+        finally:
+            source.close()
+            clone.close()
+        document: dict[str, Any] = report.to_json()
+        ctx.journal.record_event(
+            "verify",
+            {
+                "equal": report.equal,
+                "pattern": pattern,
+                "tables": len(report.tables),
+                "differing": [
+                    f"{t.schema}.{t.table}" for t in report.tables if not t.equal
+                ],
+            },
+        )
+        return document
+
+
+def _raw_connection(ctx: Context, cluster: dict[str, Any]) -> Any:
+    import pymysql
+
+    host, port = ctx.endpoint(cluster)
+    return pymysql.connect(
+        host=host,
+        port=port,
+        user=ctx.runbook.source.admin.user,
+        password=ctx.admin_password.reveal(),
+        autocommit=True,
+        charset="utf8mb4",
+        connect_timeout=10,
+    )
+
+
+def _clone_past(ctx: Context, where: Any, seconds: float) -> bool:
+    """Wait until the clone has executed at or past ``where``; False at the deadline."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    generation = ctx.clone_generation()
+    while time.monotonic() < deadline:
+        status = ctx.clone_sql().replica_status(generation)
+        executed = status.exec_coordinates if status is not None else None
+        if status is None:
+            return True  # replication is gone (after cutover): nothing more will arrive
+        if executed is not None:
+            with contextlib.suppress(ValueError):
+                if executed >= where:
+                    return True
+        time.sleep(0.05)
+    return False
+
+
+def abort(options: Options, *, binlog_format: bool) -> dict[str, Any]:
+    """Remove what the run created: clone, replication user, retention change."""
+    from replicator.undo import abort_run
+
+    with open_context(options, "abort", lock=True) as ctx:
+        ctx.resolve_secrets()
+        return abort_run(ctx, restore_binlog_format=binlog_format)
+
+
+def report(options: Options) -> dict[str, Any]:
+    """Return the run's timeline."""
+    from replicator.report import build_report
+
+    with open_context(options, "report", lock=False) as ctx:
+        return build_report(ctx)

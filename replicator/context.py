@@ -36,6 +36,8 @@ class Context:
     clock: Clock = field(default_factory=Clock)
     rds_factory: Callable[[str], Any] = make_client
     confirm: Callable[[str], bool] | None = None
+    accept_skips: bool = False
+    force: bool = False
     _sessions: dict[str, Session] = field(default_factory=dict)
 
     # --- secrets --------------------------------------------------------------------
@@ -75,7 +77,19 @@ class Context:
     def rds(self) -> Rds:
         """Return the RDS adapter for the runbook's region."""
         client = self.rds_factory(self.runbook.region)
-        return Rds(client, self.log, self.clock, region=self.runbook.region)
+        return Rds(
+            client,
+            self.log,
+            self.clock,
+            region=self.runbook.region,
+            record=self._record,
+        )
+
+    def _record(self, kind: str, data: dict[str, Any]) -> None:
+        import structlog
+
+        step = structlog.contextvars.get_contextvars().get("step")
+        self.journal.record_event(kind, {"step": step, **data})
 
     def source_cluster(self) -> dict[str, Any]:
         """Return the source cluster's description; it must exist."""
@@ -130,6 +144,20 @@ class Context:
                 f"clone cluster {self.runbook.clone.cluster!r} does not exist"
             )
         return self._session("clone", cluster)
+
+    def session(self, role: str, cluster: dict[str, Any]) -> Session:
+        """Return the admin session on any cluster's writer, under a role name."""
+        return self._session(role, cluster)
+
+    def cluster_by_resource_id(self, resource_id: str) -> dict[str, Any]:
+        """Return the cluster with this resource id, whatever its name now."""
+        for cluster in self.rds.clusters():
+            if cluster.get("DbClusterResourceId") == resource_id:
+                return cluster
+        raise StepFailed(
+            f"no cluster has resource id {resource_id}",
+            hint="was a cluster of this run deleted? `replicator status` shows the run",
+        )
 
     def _session(self, role: str, cluster: dict[str, Any]) -> Session:
         host, port = self.endpoint(cluster)

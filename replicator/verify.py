@@ -11,20 +11,22 @@ The row checksum
 Every row is reduced to ``CRC32(CONCAT_WS('#', piece_1, ..., piece_n))`` over
 all its columns in table order, where each column's piece is
 
-* numbers, DATE, TIME, DATETIME, YEAR: the value's text, which never holds a
-  ``#``;
+* numbers, DATE, TIME, DATETIME, YEAR: the value's text;
 * TIMESTAMP: ``UNIX_TIMESTAMP(col)``, so the session time zones of the two
   connections do not matter;
 * every other type (CHAR, VARCHAR, TEXT, BLOB, BINARY, ENUM, SET, BIT, JSON,
-  spatial, anything unknown): ``CONCAT(LENGTH(v), ':', CAST(v AS BINARY))``,
-  the byte length followed by the bytes; JSON is first turned into its text
-  (MySQL stores it in a binary form);
-* NULL: ``N``, which no other piece can be (``COALESCE(piece, 'N')``).
+  spatial, anything unknown): ``CRC32(col)``, the checksum of the stored bytes
+  (JSON first turned into its text: MySQL stores it in a binary form);
+* in a nullable column, NULL is ``N``: ``COALESCE(piece, 'N')``.
 
-Read left to right with the column types known, the concatenation decodes to
-exactly one row, so NULL differs from ``''`` and ``'a#', 'b'`` differs from
-``'a', '#b'``. Casting text to bytes compares exactly what is stored in any
-character set and avoids "illegal mix of collations" between columns.
+No piece can hold the ``#`` separator and none but NULL's is ``N``, so the
+concatenation decodes to one row: NULL differs from ``''``, and
+``('a#', 'b')`` differs from ``('a', '#b')``. Text reaches the checksum as the
+bytes stored, whatever its character set, and never meets another column's
+collation. NOT NULL columns skip the COALESCE, which would add about a
+quarter to the checksum's time on MariaDB 10.11; a NULL that shows up anyway
+(a clone whose column is nullable) is skipped by CONCAT_WS and leaves one
+field fewer, so it still cannot be mistaken for a row of the source.
 
 A chunk's checksum is ``COUNT(*)`` and ``BIT_XOR`` of the row checksums: the
 order rows are read in does not matter. Tables without a primary key are
@@ -52,6 +54,15 @@ together with the binary log coordinates of that snapshot, the caller's
 clone side is read. Only chunks that still differ after ``rechecks`` re-checks
 are reported; for chunks of at most ``KEY_LIST_LIMIT`` rows the re-checks read
 each row's checksum too and the report names the differing primary keys.
+
+Limitations
+-----------
+Numbers are compared in the text form the server prints: a FLOAT or DOUBLE
+printed differently by two major versions (a clone upgraded from 5.7 to 8.0)
+shows as a difference. A table without a primary key is read in one query,
+however large. A chunk that keeps changing faster than the clone applies it
+can still be reported after every re-check; verify again when writes are
+quiet.
 """
 
 from __future__ import annotations
@@ -96,6 +107,7 @@ _SEPARATOR: Final = "#"
 _NULL_PIECE: Final = "N"
 _TIMESTAMP_TYPE: Final = "timestamp"
 _JSON_TYPE: Final = "json"
+_NULLABLE: Final = "YES"
 # Types whose text form never holds the separator (digits, signs, points,
 # exponents, dashes, colons and spaces).
 _PLAIN_TYPES: Final = frozenset(
@@ -269,10 +281,11 @@ def _matches(table: tuple[str, str], globs: Sequence[str]) -> bool:
 
 @dataclass(frozen=True)
 class Column:
-    """A column's name and lower-case data type."""
+    """A column's name, lower-case data type and whether it admits NULL."""
 
     name: str
     data_type: str
+    nullable: bool = True
 
 
 @dataclass(frozen=True)
@@ -299,7 +312,8 @@ def read_shape(conn: Connection, schema: str, table: str) -> TableShape | None:
     """Read a base table's columns and primary key; None when it does not exist."""
     columns = _fetch_all(
         conn,
-        "SELECT c.COLUMN_NAME, c.DATA_TYPE FROM information_schema.COLUMNS c "
+        "SELECT c.COLUMN_NAME, c.DATA_TYPE, c.IS_NULLABLE "
+        "FROM information_schema.COLUMNS c "
         "JOIN information_schema.TABLES t "
         "ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME "
         "WHERE c.TABLE_SCHEMA = %s AND c.TABLE_NAME = %s "
@@ -319,8 +333,17 @@ def read_shape(conn: Connection, schema: str, table: str) -> TableShape | None:
     return TableShape(
         schema=schema,
         table=table,
-        columns=tuple(Column(_text(row[0]), _text(row[1]).lower()) for row in columns),
+        columns=tuple(_column(row) for row in columns),
         key=tuple(_text(row[0]) for row in key),
+    )
+
+
+def _column(row: Sequence[Any]) -> Column:
+    """Return a column from a row of name, data type and IS_NULLABLE."""
+    return Column(
+        name=_text(row[0]),
+        data_type=_text(row[1]).lower(),
+        nullable=_text(row[2]).upper() == _NULLABLE,
     )
 
 
@@ -335,19 +358,22 @@ def row_checksum_sql(columns: Sequence[Column]) -> str:
 
 def _column_piece(column: Column) -> str:
     """Return one column's piece of the row checksum, NULL as its own mark."""
-    return f"COALESCE({_column_text(column)}, '{_NULL_PIECE}')"
+    piece = _column_value(column)
+    if not column.nullable:
+        return piece
+    return f"COALESCE({piece}, '{_NULL_PIECE}')"
 
 
-def _column_text(column: Column) -> str:
-    """Return an expression for a column's value that cannot hold a bare ``#``."""
+def _column_value(column: Column) -> str:
+    """Return an expression for a column's value that cannot hold a ``#``."""
     name = quote_identifier(column.name)
     if column.data_type == _TIMESTAMP_TYPE:
         return f"UNIX_TIMESTAMP({name})"
     if column.data_type in _PLAIN_TYPES:
         return name
     if column.data_type == _JSON_TYPE:
-        name = f"CAST({name} AS CHAR CHARACTER SET utf8mb4)"
-    return f"CONCAT(LENGTH({name}), ':', CAST({name} AS BINARY))"
+        return f"CRC32(CAST({name} AS CHAR CHARACTER SET utf8mb4))"
+    return f"CRC32({name})"
 
 
 def key_after_sql(key: Sequence[str], bound: Key) -> tuple[str, list[Any]]:

@@ -62,7 +62,7 @@ class Pair:
     clone: MariaDBServer
 
 
-# --- servers ------------------------------------------------------------------------
+# --- servers ------------------------------------------------------------------
 
 
 def _new_server(base: Path, name: str, server_id: int, options: ServerOptions) -> Any:
@@ -224,7 +224,7 @@ FILL_ITEMS = (
 )
 
 
-# --- equal data -----------------------------------------------------------------------
+# --- equal data ---------------------------------------------------------------
 
 
 def test_equal_tables_compare_equal_with_exact_counts(
@@ -271,7 +271,7 @@ def test_adaptive_chunks_cover_every_row(pair: Pair, conns: tuple[Any, Any]) -> 
     assert seen[-1] == ("adapt.items", report.tables[0].chunks, 5000)
 
 
-# --- differences ------------------------------------------------------------------
+# --- differences --------------------------------------------------------------
 
 
 def test_row_changed_on_clone_is_reported_by_key(
@@ -352,7 +352,8 @@ def test_composite_primary_key_chunks_and_keys(
     _schema(
         pair,
         "comp",
-        "CREATE TABLE stock (region CHAR(2), id INT, qty INT, PRIMARY KEY (region, id))",
+        "CREATE TABLE stock (region CHAR(2), id INT, qty INT, "
+        "PRIMARY KEY (region, id))",
         "INSERT INTO stock SELECT r, seq, seq FROM seq_1_to_100 "
         "CROSS JOIN (SELECT 'ap' AS r UNION ALL SELECT 'eu' UNION ALL SELECT 'us') x",
     )
@@ -390,7 +391,7 @@ def test_utf8mb4_json_and_binary_values_compare_equal(
 ) -> None:
     """Equal utf8mb4, JSON, BLOB, BIT and TIMESTAMP values compare equal."""
     _schema(pair, "types", TYPES, TYPES_ROWS)
-    source, clone = conns
+    _, clone = conns
     with clone.cursor() as cursor:
         cursor.execute("SET time_zone = '+05:00'")
 
@@ -462,7 +463,7 @@ def test_other_columns_on_clone_are_a_difference(
     )
 
 
-# --- a moving source -----------------------------------------------------------------
+# --- a moving source ----------------------------------------------------------
 
 
 def _write_until(pair: Pair, stop: threading.Event, seed: int) -> None:
@@ -514,15 +515,17 @@ def test_writes_during_verify_report_no_false_difference(
         writer.join()
         _run(pair.clone, "START SLAVE SQL_THREAD")
 
+    # The first chunk (id 7 changed while the clone's applier was stopped)
+    # differed at first sight, so at least one re-check waited for the clone.
     assert report.equal, report.tables[0].diffs
-    assert len(waits) >= 5
+    assert waits
 
 
-# --- table selection -------------------------------------------------------------------
+# --- table selection ----------------------------------------------------------
 
 
 def test_pattern_selects_base_tables(pair: Pair, conns: tuple[Any, Any]) -> None:
-    """Patterns are comma-separated schema.table globs; views and system schemas never match."""
+    """Patterns are comma-separated schema.table globs; views never match."""
     _schema(
         pair,
         "pat_a",
@@ -556,7 +559,7 @@ def test_pattern_matching_nothing_is_refused(
         _verify(pair, conns, "nosuch.*")
 
 
-# --- pure parts ------------------------------------------------------------------------
+# --- pure parts ---------------------------------------------------------------
 
 
 def test_key_comparisons_expand_column_by_column() -> None:
@@ -569,13 +572,18 @@ def test_key_comparisons_expand_column_by_column() -> None:
 
 
 def test_row_checksum_sql_encodes_each_type() -> None:
-    """Numbers stay plain, TIMESTAMP is epoch, text and JSON are length-prefixed bytes."""
-    columns = [Column("n", "int"), Column("ts", "timestamp"), Column("j", "json")]
+    """Numbers stay text, TIMESTAMP is epoch, other types CRC32, NULL is 'N'."""
+    columns = [
+        Column("n", "int", nullable=False),
+        Column("ts", "timestamp"),
+        Column("j", "json"),
+        Column("s", "varchar", nullable=False),
+    ]
 
     assert row_checksum_sql(columns) == (
-        "CRC32(CONCAT_WS('#', COALESCE(`n`, 'N'), COALESCE(UNIX_TIMESTAMP(`ts`), 'N'), "
-        "COALESCE(CONCAT(LENGTH(CAST(`j` AS CHAR CHARACTER SET utf8mb4)), ':', "
-        "CAST(CAST(`j` AS CHAR CHARACTER SET utf8mb4) AS BINARY)), 'N')))"
+        "CRC32(CONCAT_WS('#', `n`, COALESCE(UNIX_TIMESTAMP(`ts`), 'N'), "
+        "COALESCE(CRC32(CAST(`j` AS CHAR CHARACTER SET utf8mb4)), 'N'), "
+        "CRC32(`s`)))"
     )
     assert quote_identifier("we`ird") == "`we``ird`"
 

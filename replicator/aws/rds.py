@@ -69,12 +69,20 @@ class Rds:
     """What the steps ask of RDS, each call retried by the AWS policy."""
 
     def __init__(
-        self, client: Any, log: Any, clock: Clock | None = None, *, region: str = ""
+        self,
+        client: Any,
+        log: Any,
+        clock: Clock | None = None,
+        *,
+        region: str = "",
+        record: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.client = client
         self.log = log
         self.clock = clock or Clock()
         self.region = region
+        # Waits and retries are journaled for the run's report.
+        self.record = record or (lambda _kind, _data: None)
 
     # --- the retry policy --------------------------------------------------------
 
@@ -98,13 +106,15 @@ class Rds:
     def _log_retry(self, operation: str) -> Callable[[Any], None]:
         def log(state: Any) -> None:
             error = state.outcome.exception() if state.outcome else None
+            wait = round(state.next_action.sleep, 2) if state.next_action else None
             self.log.warning(
                 "aws_retry",
                 operation=operation,
                 attempt=state.attempt_number,
-                wait_s=round(state.next_action.sleep, 2) if state.next_action else None,
+                wait_s=wait,
                 error=str(error),
             )
+            self.record("aws_retry", {"operation": operation, "error": str(error)})
 
         return log
 
@@ -222,6 +232,8 @@ class Rds:
         while True:
             result = probe()
             if result is not None:
+                waited = round(self.clock.monotonic() - started, 3)
+                self.record("wait", {"what": what, "seconds": waited})
                 return result
             now = self.clock.monotonic()
             if now - started >= deadline_s:

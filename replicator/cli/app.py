@@ -200,6 +200,133 @@ def skips(
     echo_err(f"{len(records)} skipped events")
 
 
+@app.command()
+def verify(
+    runbook: RunbookArgument,
+    state: StateOption = None,
+    log_format: LogFormatOption = None,
+    debug: DebugOption = False,
+    tables: Annotated[
+        str | None,
+        typer.Option("--tables", help="schema.table globs, comma-separated."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Compare source and clone chunk by chunk; exit 1 when they differ."""
+    from replicator import commands
+
+    document = commands.verify(_options(runbook, state, log_format, debug), tables)
+    if as_json:
+        echo_out(json.dumps(document, indent=2, default=str))
+    else:
+        for table in document["tables"]:
+            verdict = "equal" if table["equal"] else "DIFFERS"
+            whole = " (no primary key: compared whole)" if table["whole_table"] else ""
+            echo_out(
+                f"{table['schema']}.{table['table']:<30} {verdict:<8} "
+                f"{table['rows']} rows, {table['chunks']} chunks{whole}"
+            )
+            for diff in table["diffs"]:
+                echo_out(
+                    f"    keys {diff['lower']}..{diff['upper']}: source "
+                    f"{diff['source_rows']} rows, clone {diff['clone_rows']} rows"
+                    + (f"; differing keys {diff['keys']}" if diff["keys"] else "")
+                )
+    if not document["equal"]:
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
+@app.command()
+def cutover(
+    runbook: RunbookArgument,
+    state: StateOption = None,
+    log_format: LogFormatOption = None,
+    debug: DebugOption = False,
+    yes: YesOption = False,
+    accept_skips: Annotated[
+        bool, typer.Option("--accept-skips", help="The skipped events were reviewed.")
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Allow reverse replication to an older major version."
+        ),
+    ] = False,
+) -> None:
+    """Switch traffic to the clone (guardrails, freeze, drain, switch, open)."""
+    from replicator import commands
+
+    result = commands.cutover(
+        _options(runbook, state, log_format, debug, yes),
+        accept_skips=accept_skips,
+        force=force,
+    )
+    _render_switch(result)
+
+
+@app.command()
+def rollback(
+    runbook: RunbookArgument,
+    state: StateOption = None,
+    log_format: LogFormatOption = None,
+    debug: DebugOption = False,
+    yes: YesOption = False,
+) -> None:
+    """Switch traffic back to the old cluster (needs reverse replication)."""
+    from replicator import commands
+
+    _render_switch(commands.rollback(_options(runbook, state, log_format, debug, yes)))
+
+
+def _render_switch(result: dict[str, Any]) -> None:
+    switch = result["switch"] or {}
+    writes = result["writes"] or {}
+    if not result["changed"]:
+        echo_err("nothing to do: already switched")
+    echo_out(
+        f"primary: {switch.get('cluster')} at {switch.get('endpoint')}:{switch.get('port')}"
+    )
+    echo_out(f"write downtime: {writes.get('write_downtime_s')} s")
+
+
+@app.command()
+def abort(
+    runbook: RunbookArgument,
+    state: StateOption = None,
+    log_format: LogFormatOption = None,
+    debug: DebugOption = False,
+    yes: YesOption = False,
+    binlog_format: Annotated[
+        bool,
+        typer.Option("--binlog-format", help="Also set binlog_format back to OFF."),
+    ] = False,
+) -> None:
+    """Undo what the run created: the clone, the user, the retention change."""
+    from replicator import commands
+
+    done = commands.abort(
+        _options(runbook, state, log_format, debug, yes), binlog_format=binlog_format
+    )
+    for key, value in done.items():
+        echo_out(f"{key}: {'yes' if value else 'no'}")
+
+
+@app.command()
+def report(
+    runbook: RunbookArgument,
+    state: StateOption = None,
+    log_format: LogFormatOption = None,
+    debug: DebugOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The run's timeline in Markdown (or JSON)."""
+    from replicator import commands
+    from replicator.report import to_markdown
+
+    document = commands.report(_options(runbook, state, log_format, debug))
+    echo_out(json.dumps(document, indent=2) if as_json else to_markdown(document))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     try:

@@ -83,6 +83,17 @@ def _run_as_root_options() -> tuple[str, ...]:
     return ("--user=root",) if os.geteuid() == 0 else ()
 
 
+def _tmpdir(datadir: Path) -> Path:
+    """Return a private temporary directory beside a data directory.
+
+    Servers of several sandboxes sharing /tmp collide on temporary table
+    names while they bootstrap; each server gets its own.
+    """
+    tmp = datadir.parent / f"{datadir.name}.tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    return tmp
+
+
 def create_template(path: Path) -> None:
     """Initialise an empty data directory to copy for every new server."""
     if (path / "mysql").is_dir():
@@ -95,6 +106,7 @@ def create_template(path: Path) -> None:
         "--auth-root-authentication-method=normal",
         "--skip-test-db",
         "--innodb-log-file-size=16M",
+        f"--tmpdir={_tmpdir(path)}",
         *_run_as_root_options(),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -140,6 +152,7 @@ class MariaDBServer:
             f"--pid-file={self.datadir.parent / (self.name + '.pid')}",
             f"--server-id={self.server_id}",
             f"--log-error={self.log_path}",
+            f"--tmpdir={_tmpdir(self.datadir)}",
             "--relay-log=relay-bin",
             "--relay-log-recovery=ON",
             "--skip-slave-start",

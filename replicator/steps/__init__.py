@@ -8,6 +8,7 @@ from replicator.steps.binlog_position import BinlogPosition
 from replicator.steps.binlog_retention import BinlogRetention
 from replicator.steps.catch_up import CatchUp
 from replicator.steps.clone import Clone
+from replicator.steps.clone_binlog import CloneBinlog
 from replicator.steps.preflight import Preflight
 from replicator.steps.reboot_writer import RebootWriter
 from replicator.steps.replication_user import ReplicationUser
@@ -23,6 +24,7 @@ RUN_STEPS: tuple[Step, ...] = (
     Clone(),
     BinlogPosition(),
     UpgradeClone(),
+    CloneBinlog(),
     StartReplication(),
     CatchUp(),
 )

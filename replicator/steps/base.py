@@ -9,7 +9,7 @@ again after a crash at any point: ``apply()`` is always preceded by
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from replicator.context import Context
 
@@ -19,9 +19,9 @@ Outputs = dict[str, Any]
 class Step:
     """Base of every step; subclasses set ``name`` and implement the three parts."""
 
-    name: ClassVar[str]
+    name: str
     # Steps that touch production ask for confirmation before they act.
-    production: ClassVar[bool] = False
+    production: bool = False
 
     def applies(self, ctx: Context) -> bool:
         """Tell whether the runbook asks for this step at all."""

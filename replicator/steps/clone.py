@@ -39,8 +39,15 @@ def writer_id(ctx: Context) -> str:
 
 
 def clone_parameter_group(ctx: Context, source: dict[str, Any]) -> str:
-    """Return the cluster parameter group the clone gets."""
-    return ctx.runbook.clone.parameter_group or str(source["DBClusterParameterGroup"])
+    """Return the cluster parameter group the clone is restored with.
+
+    When the clone is to be upgraded, the named group belongs to the target
+    version's family; the restore keeps the source's group and the upgrade
+    switches to the named one.
+    """
+    if ctx.runbook.clone.engine_version is None and ctx.runbook.clone.parameter_group:
+        return ctx.runbook.clone.parameter_group
+    return str(source["DBClusterParameterGroup"])
 
 
 class Clone(Step):

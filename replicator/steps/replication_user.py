@@ -20,11 +20,10 @@ ANY_HOST = "%"
 GLOBAL_SCOPE = "*.*"
 
 
-def user_ok(ctx: Context) -> bool:
+def user_ok(ctx: Context, session: Session) -> bool:
     """Tell whether the user exists with exactly the grants and a working password."""
     import pymysql
 
-    session = ctx.source_sql()
     user = ctx.runbook.replication.user
     exists = session.query(
         "SELECT COUNT(*) AS n FROM mysql.user WHERE User = %s AND Host = %s",
@@ -61,25 +60,27 @@ class ReplicationUser(Step):
         ]
 
     def check(self, ctx: Context) -> Outputs | None:
-        return {"user": ctx.runbook.replication.user} if user_ok(ctx) else None
+        ready = user_ok(ctx, ctx.source_sql())
+        return {"user": ctx.runbook.replication.user} if ready else None
 
     def apply(self, ctx: Context) -> Outputs:
-        session = ctx.source_sql()
-        user = ctx.runbook.replication.user
-        version = str(session.query("SELECT VERSION() AS v")[0]["v"])
-        clause = identified_clause(version, tls=ctx.runbook.replication.tls)
-        password = ctx.repl_password
+        create_user(ctx, ctx.source_sql())
+        return {"user": ctx.runbook.replication.user}
 
-        session.execute(
-            f"CREATE USER IF NOT EXISTS %s@%s {clause}", (user, ANY_HOST, password)
-        )
-        session.execute(f"ALTER USER %s@%s {clause}", (user, ANY_HOST, password))
-        session.execute(
-            "REVOKE ALL PRIVILEGES, GRANT OPTION FROM %s@%s", (user, ANY_HOST)
-        )
-        session.execute(
-            "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO %s@%s",
-            (user, ANY_HOST),
-        )
-        ctx.log.info("replication_user_ready", user=user)
-        return {"user": user}
+
+def create_user(ctx: Context, session: Session) -> None:
+    """Create or reset the replication user with exactly its grants."""
+    user = ctx.runbook.replication.user
+    version = str(session.query("SELECT VERSION() AS v")[0]["v"])
+    clause = identified_clause(version, tls=ctx.runbook.replication.tls)
+    password = ctx.repl_password
+
+    session.execute(
+        f"CREATE USER IF NOT EXISTS %s@%s {clause}", (user, ANY_HOST, password)
+    )
+    session.execute(f"ALTER USER %s@%s {clause}", (user, ANY_HOST, password))
+    session.execute("REVOKE ALL PRIVILEGES, GRANT OPTION FROM %s@%s", (user, ANY_HOST))
+    session.execute(
+        "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO %s@%s", (user, ANY_HOST)
+    )
+    ctx.log.info("replication_user_ready", user=user, server=session.role)

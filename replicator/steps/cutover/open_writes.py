@@ -1,0 +1,110 @@
+"""open_writes: let the applications write on the new primary, and measure.
+
+Undoes the freeze on the new primary where it applies there (locks replicated
+from the old primary, a read-only parameter, the hook's "open" phase), then
+confirms that the application accounts can write: the server is writable and
+each account is unlocked with write privileges. The write downtime (freeze
+start to this confirmation) is journaled.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from replicator.context import Context
+from replicator.errors import StepFailed
+from replicator.mysql.accounts import granted_privileges
+from replicator.steps.base import Outputs, Step
+from replicator.steps.cutover.direction import Direction, pair
+from replicator.steps.cutover.freeze import (
+    app_accounts,
+    instance_group,
+    is_locked,
+    run_hook,
+    set_locked,
+    set_read_only,
+)
+
+WRITE_PRIVILEGES = frozenset({"INSERT", "UPDATE", "DELETE"})
+
+
+class OpenWrites(Step):
+    production = True
+
+    def __init__(self, direction: Direction) -> None:
+        self.direction = direction
+        self.name = direction.step("open_writes")
+
+    def plan(self, ctx: Context) -> list[str]:
+        return [
+            "undo the freeze on the new primary where it applies; check read_only=0 "
+            "and that every app user is unlocked with write privileges",
+            "journal the write downtime (freeze start to this check)",
+        ]
+
+    def check(self, ctx: Context) -> Outputs | None:
+        return ctx.journal.step_outputs(self.name)
+
+    def apply(self, ctx: Context) -> Outputs:
+        _, new = pair(ctx, self.direction)
+        session = ctx.session("replica", new)
+        accounts = app_accounts(session, list(ctx.runbook.cutover.app_users))
+        method = ctx.runbook.cutover.freeze
+        if method == "lock_users":
+            set_locked(session, accounts, False)
+        elif method == "parameter_group" and not instance_group(ctx, new).startswith(
+            "default."
+        ):
+            set_read_only(ctx, new, False)
+        elif method == "hook":
+            run_hook(ctx, "open")
+
+        _confirm_writable(session, accounts)
+        opened = ctx.journal.now()
+        started = str(ctx.journal.get_meta(f"{self.direction.prefix}freeze_started"))
+        downtime = _seconds_between(started, opened)
+        ctx.journal.record_event(
+            self.direction.label,
+            {
+                "write_downtime_s": downtime,
+                "freeze_started": started,
+                "writes_open": opened,
+                "primary": new["DBClusterIdentifier"],
+            },
+        )
+        ctx.log.info(
+            "writes_open", cluster=new["DBClusterIdentifier"], write_downtime_s=downtime
+        )
+        return {
+            "write_downtime_s": downtime,
+            "freeze_started": started,
+            "writes_open": opened,
+        }
+
+
+def _confirm_writable(session: object, accounts: list[tuple[str, str]]) -> None:
+    from replicator.mysql.session import Session
+
+    assert isinstance(session, Session)
+    if session.variable("read_only") in {"1", "ON"}:
+        raise StepFailed(
+            "the new primary is still read-only", hint="check its DB parameter group"
+        )
+    for account in accounts:
+        if is_locked(session, account):
+            raise StepFailed(
+                f"{account[0]}@{account[1]} is still locked on the new primary"
+            )
+        rows = session.query("SHOW GRANTS FOR %s@%s", account)
+        scopes = granted_privileges([str(next(iter(r.values()))) for r in rows])
+        if not any(
+            WRITE_PRIVILEGES <= set(p) or "ALL PRIVILEGES" in p for p in scopes.values()
+        ):
+            raise StepFailed(
+                f"{account[0]}@{account[1]} has no write privileges on the new primary"
+            )
+
+
+def _seconds_between(start: str, end: str) -> float:
+    parse = lambda text: datetime.fromisoformat(text.replace("Z", "+00:00"))  # noqa: E731
+    return round((parse(end) - parse(start)).total_seconds(), 3)

@@ -1,0 +1,523 @@
+"""Bad input stops `run` with exit 2 before any change; late problems exit 1.
+
+Input mistakes (the runbook, an option, a password source, a cluster that is
+not what the runbook says) are found before anything is changed: no mutating
+AWS call, binary logging still off on the source, no clone, no step done.
+Problems only the world can reveal later (a missing position event, a purged
+binary log) exit 1 with the journal kept, nothing done past the failing step,
+and a message saying what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+import yaml
+
+from replicator.aws.rds import RUN_TAG
+from replicator.journal import Journal
+from replicator.runbook import RERUN_HINT
+from replicator.sandbox import manage
+from replicator.sandbox.manage import Sandbox
+from replicator.steps import RUN_STEPS
+from tests.helpers import (
+    SANDBOX_RUNBOOK,
+    V2_VERSION,
+    V3_VERSION,
+    CliResult,
+    admin_connection,
+    cli,
+    query,
+    root_connection,
+    sandbox_env,
+    start_sandbox,
+    write_runbook,
+)
+
+MUTATING_PREFIXES = (
+    "Create",
+    "Modify",
+    "Reboot",
+    "Restore",
+    "Delete",
+    "Add",
+    "Remove",
+    "Start",
+    "Stop",
+    "Failover",
+)
+STEP_NAMES = [step.name for step in RUN_STEPS]
+SOURCE = "sandbox-source"
+PLAIN_SOURCE = "plain-source"
+UNTAGGED_CLONE = "someone-elses-clone"
+OTHER_RUN_CLONE = "other-run-clone"
+OTHER_RUN_ID = "0123456789ab"
+ALL_CLUSTERS = sorted([SOURCE, PLAIN_SOURCE, UNTAGGED_CLONE, OTHER_RUN_CLONE])
+ER_SP_DOES_NOT_EXIST = 1305
+AVAILABLE_DEADLINE_S = 60.0
+
+UNCHANGED = {
+    "mutating_calls": {},
+    "log_bin": {SOURCE: 0, PLAIN_SOURCE: 0},
+    "clusters": ALL_CLUSTERS,
+}
+ALL_PENDING = dict.fromkeys(STEP_NAMES, "pending")
+PREFLIGHT_FAILED = {**ALL_PENDING, "preflight": "failed"}
+
+
+# --- the untouched sandbox ------------------------------------------------------------
+
+
+def wait_instance_available(sandbox: Sandbox, instance: str) -> None:
+    """Wait until an instance of the sandbox reports available."""
+    rds = sandbox.rds()
+    deadline = time.monotonic() + AVAILABLE_DEADLINE_S
+    while time.monotonic() < deadline:
+        found = rds.describe_db_instances(DBInstanceIdentifier=instance)
+        if found["DBInstances"][0]["DBInstanceStatus"] == "available":
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{instance} did not become available")
+
+
+def restore_clone(sandbox: Sandbox, cluster: str, tags: list[dict[str, str]]) -> None:
+    """Make a copy-on-write clone of the source the way someone else would."""
+    sandbox.rds().restore_db_cluster_to_point_in_time(
+        DBClusterIdentifier=cluster,
+        SourceDBClusterIdentifier=SOURCE,
+        RestoreType="copy-on-write",
+        UseLatestRestorableTime=True,
+        Tags=tags,
+    )
+
+
+@pytest.fixture(scope="module")
+def untouched(sandbox: Sandbox) -> Sandbox:
+    """The module's sandbox plus what the bad runbooks point at.
+
+    A second cluster on its engine's default parameter group (with a writer),
+    and two clones that this run did not make: one without any run tag, one
+    with another run's tag. Binary logging stays off everywhere, so no event
+    marks these clones; none gets an instance.
+    """
+    rds = sandbox.rds()
+    rds.create_db_cluster(
+        DBClusterIdentifier=PLAIN_SOURCE,
+        Engine="aurora-mysql",
+        EngineVersion=V3_VERSION,
+        MasterUsername="admin",
+        MasterUserPassword=sandbox.credentials["admin"],
+    )
+    rds.create_db_instance(
+        DBInstanceIdentifier=f"{PLAIN_SOURCE}-1",
+        DBClusterIdentifier=PLAIN_SOURCE,
+        DBInstanceClass="db.r6g.large",
+        Engine="aurora-mysql",
+    )
+    restore_clone(sandbox, UNTAGGED_CLONE, [{"Key": "owner", "Value": "analytics"}])
+    restore_clone(sandbox, OTHER_RUN_CLONE, [{"Key": RUN_TAG, "Value": OTHER_RUN_ID}])
+    wait_instance_available(sandbox, f"{PLAIN_SOURCE}-1")
+    return sandbox
+
+
+def log_bin(sandbox: Sandbox, cluster: str) -> int:
+    """Return a cluster writer's ``@@log_bin``."""
+    connection = admin_connection(sandbox, cluster)
+    try:
+        return int(query(connection, "SELECT @@log_bin")[0][0])
+    finally:
+        connection.close()
+
+
+def world(sandbox: Sandbox, before: dict[str, int]) -> dict[str, Any]:
+    """What changed since ``before``: mutating calls, binary logging, clusters."""
+    after = sandbox.requests()
+    sent = {action: after[action] - before.get(action, 0) for action in after}
+    clusters = sandbox.rds().describe_db_clusters()["DBClusters"]
+    return {
+        "mutating_calls": {
+            action: count
+            for action, count in sent.items()
+            if count and action.startswith(MUTATING_PREFIXES)
+        },
+        "log_bin": {cluster: log_bin(sandbox, cluster) for cluster in (SOURCE, PLAIN_SOURCE)},
+        "clusters": sorted(c["DBClusterIdentifier"] for c in clusters),
+    }
+
+
+def journal_path(root: Path, name: str = "sandbox") -> Path:
+    return root / ".replicator" / f"{name}.db"
+
+
+def step_states(root: Path, name: str = "sandbox") -> dict[str, str] | None:
+    """Return each step's journaled state, or None when no journal was made."""
+    path = journal_path(root, name)
+    if not path.exists():
+        return None
+    with Journal.open(path) as journal:
+        return {s.name: s.state for s in journal.summaries(STEP_NAMES)}
+
+
+def run_id(root: Path, name: str = "sandbox") -> str:
+    with Journal.open(journal_path(root, name)) as journal:
+        return journal.run_id
+
+
+def attempt_run(
+    sandbox: Sandbox,
+    root: Path,
+    runbook: Path,
+    *options: str,
+    extra_env: dict[str, str] | None = None,
+) -> tuple[CliResult, dict[str, Any]]:
+    """Run `run --yes` and return its result and what it changed in the world."""
+    before = sandbox.requests()
+    result = cli(
+        "run",
+        str(runbook),
+        "--yes",
+        *options,
+        env=sandbox_env(sandbox),
+        cwd=root,
+        extra_env=extra_env,
+    )
+    return result, world(sandbox, before)
+
+
+def set_password(runbook: Path, section: str, source: dict[str, str]) -> None:
+    """Replace a password source of a runbook (``source`` admin or ``replication``)."""
+    document = yaml.safe_load(runbook.read_text())
+    owner = document["source"]["admin"] if section == "source" else document[section]
+    owner["password"] = source
+    runbook.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def line_of(path: Path, text: str) -> int:
+    """Return the number of the first line of ``path`` that contains ``text``."""
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if text in line:
+            return number
+    raise LookupError(text)
+
+
+def runbook_error(path: Path, *problems: str) -> str:
+    """Return the stderr of a runbook refused for ``problems``."""
+    noun = "problem" if len(problems) == 1 else "problems"
+    lines = [f"error: runbook {path} has {len(problems)} {noun}:"]
+    lines += [f"  {problem}" for problem in problems]
+    lines.append(f"  next: {RERUN_HINT}")
+    return "\n".join(lines) + "\n"
+
+
+# --- the runbook --------------------------------------------------------------------
+
+
+def test_malformed_yaml_names_the_line(untouched: Sandbox, tmp_path: Path) -> None:
+    """Broken YAML exits 2 naming the file and line; nothing is changed."""
+    runbook = tmp_path / "sandbox.yaml"
+    text = SANDBOX_RUNBOOK.read_text()
+    runbook.write_text(text.replace("  cluster: sandbox-clone", "  cluster: [sandbox"))
+    line = line_of(runbook, "[sandbox")
+
+    result, changed = attempt_run(untouched, tmp_path, runbook)
+
+    assert result.code == 2
+    assert result.stderr.startswith(f"error: runbook {runbook} has 1 problem:\n")
+    assert f"  {runbook}:{line + 1}: (syntax): found " in result.stderr
+    assert result.stderr.endswith(
+        f", expected valid YAML\n  next: {RERUN_HINT}\n"
+    )
+    assert changed == UNCHANGED
+    assert step_states(tmp_path) is None
+
+
+def test_unknown_key_suggests_the_known_one(untouched: Sandbox, tmp_path: Path) -> None:
+    """A misspelt key exits 2 naming it and the key it probably means."""
+    runbook = write_runbook(tmp_path, timeouts={"rebot": "5m"})
+
+    result, changed = attempt_run(untouched, tmp_path, runbook)
+
+    assert result.code == 2
+    assert result.stderr == runbook_error(
+        runbook,
+        f"{runbook}:{line_of(runbook, 'rebot')}: timeouts.rebot: found unknown key"
+        " 'rebot', expected a known key (did you mean 'reboot'?)",
+    )
+    assert changed == UNCHANGED
+    assert step_states(tmp_path) is None
+
+
+def test_generation_is_not_a_runbook_key(untouched: Sandbox, tmp_path: Path) -> None:
+    """The engine generation cannot be set by hand: it is read from the cluster."""
+    runbook = write_runbook(tmp_path, source={"generation": "v2"})
+
+    result, changed = attempt_run(untouched, tmp_path, runbook)
+
+    assert result.code == 2
+    assert result.stderr == runbook_error(
+        runbook,
+        f"{runbook}:{line_of(runbook, 'generation')}: source.generation: found"
+        " unknown key 'generation', expected a known key: cluster, parameter_group,"
+        " create_parameter_group, admin",
+    )
+    assert changed == UNCHANGED
+
+
+def test_wrong_type_names_field_and_type(untouched: Sandbox, tmp_path: Path) -> None:
+    """A string where an integer belongs exits 2 naming the field and the type."""
+    runbook = write_runbook(tmp_path, catch_up={"stable_polls": "three"})
+
+    result, changed = attempt_run(untouched, tmp_path, runbook)
+
+    assert result.code == 2
+    assert result.stderr == runbook_error(
+        runbook,
+        f"{runbook}:{line_of(runbook, 'stable_polls')}: catch_up.stable_polls:"
+        " found 'three', expected an integer",
+    )
+    assert changed == UNCHANGED
+    assert step_states(tmp_path) is None
+
+
+def test_bad_duration_shows_the_form(untouched: Sandbox, tmp_path: Path) -> None:
+    """A duration written in words exits 2 with an example of the form."""
+    runbook = write_runbook(tmp_path, timeouts={"reboot": "5 minutes"})
+
+    result, changed = attempt_run(untouched, tmp_path, runbook)
+
+    assert result.code == 2
+    assert result.stderr == runbook_error(
+        runbook,
+        f"{runbook}:{line_of(runbook, '5 minutes')}: timeouts.reboot: found"
+        " '5 minutes', expected a duration such as 90s, 15m or 2h",
+    )
+    assert changed == UNCHANGED
+    assert step_states(tmp_path) is None
+
+
+@pytest.mark.parametrize("hours", [0, 2161])
+def test_retention_outside_aurora_limits(
+    untouched: Sandbox, tmp_path: Path, hours: int
+) -> None:
+    """Retention of 0 or over 2160 hours exits 2 with Aurora's range."""
+    runbook = write_runbook(tmp_path, replication={"binlog_retention_hours": hours})
+
+    result, changed = attempt_run(untouched, tmp_path, runbook)
+
+    assert result.code == 2
+    assert result.stderr == runbook_error(
+        runbook,
+        f"{runbook}:{line_of(runbook, 'binlog_retention_hours')}:"
+        f" replication.binlog_retention_hours: found {hours}, expected an integer"
+        " from 1 to 2160 hours (Aurora MySQL keeps binary logs for at most 2160"
+        " hours, and without retention it purges them before the clone can read"
+        " them)",
+    )
+    assert changed == UNCHANGED
+    assert step_states(tmp_path) is None
+
+
+def test_statement_format_is_refused(untouched: Sandbox, tmp_path: Path) -> None:
+    """binlog_format STATEMENT exits 2 saying why it cannot replicate safely."""
+    runbook = write_runbook(tmp_path, replication={"binlog_format": "STATEMENT"})
+
+    result, changed = attempt_run(untouched, tmp_path, runbook)
+
+    assert result.code == 2
+    assert result.stderr == runbook_error(
+        runbook,
+        f"{runbook}:{line_of(runbook, 'STATEMENT')}: replication.binlog_format:"
+        " found 'STATEMENT', expected MIXED or ROW (STATEMENT cannot replicate"
+        " safely to a clone: statements such as UUID(), NOW() or LIMIT without"
+        " ORDER BY can write different rows on the replica)",
+    )
+    assert changed == UNCHANGED
+    assert step_states(tmp_path) is None
+
+
+def test_clone_named_like_source_is_refused(untouched: Sandbox, tmp_path: Path) -> None:
+    """A clone identifier equal to the source's exits 2 naming both fields."""
+    runbook = write_runbook(tmp_path, clone={"cluster": SOURCE})
+    line = line_of(runbook, "clone:") + 1
+
+    result, changed = attempt_run(untouched, tmp_path, runbook)
+
+    assert result.code == 2
+    assert result.stderr == runbook_error(
+        runbook,
+        f"{runbook}:{line}: clone.cluster: found 'sandbox-source', expected an"
+        " identifier different from source.cluster",
+    )
+    assert changed == UNCHANGED
+    assert step_states(tmp_path) is None
+
+
+def test_unknown_log_format_is_refused(untouched: Sandbox, tmp_path: Path) -> None:
+    """An unknown --log-format exits 2 naming the value and the choices."""
+    runbook = write_runbook(tmp_path)
+
+    result, changed = attempt_run(untouched, tmp_path, runbook, "--log-format", "xml")
+
+    assert result.code == 2
+    assert result.stderr == (
+        "error: --log-format 'xml' is not known\n  next: use console or json\n"
+    )
+    assert changed == UNCHANGED
+    assert step_states(tmp_path) is None
+
+
+# --- password sources ----------------------------------------------------------------
+
+
+def test_missing_password_variable(untouched: Sandbox, tmp_path: Path) -> None:
+    """An unset password variable exits 2 naming the field and what to export."""
+    runbook = write_runbook(
+        tmp_path, replication={"password": {"env": "REPLICATOR_NO_SUCH_PASSWORD"}}
+    )
+
+    result, changed = attempt_run(untouched, tmp_path, runbook)
+
+    assert result.code == 2
+    assert result.stderr == (
+        "error: replication.password: environment variable"
+        " REPLICATOR_NO_SUCH_PASSWORD is not set\n"
+        "  next: export REPLICATOR_NO_SUCH_PASSWORD=... before running\n"
+    )
+    assert changed == UNCHANGED
+    assert step_states(tmp_path) == ALL_PENDING
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [("absent.txt", "no such file or directory"), ("a-directory", "is a directory")],
+)
+def test_unreadable_password_file(
+    untouched: Sandbox, tmp_path: Path, name: str, reason: str
+) -> None:
+    """A password file that cannot be read exits 2 naming the file and the cause."""
+    path = tmp_path / name
+    if name == "a-directory":
+        path.mkdir()
+    runbook = write_runbook(tmp_path)
+    set_password(runbook, "source", {"file": str(path)})
+
+    result, changed = attempt_run(untouched, tmp_path, runbook)
+
+    assert result.code == 2
+    assert result.stderr == (
+        f"error: source.admin.password: cannot read password file {path}: {reason}\n"
+        f"  next: write the password into {path}, readable by this user only\n"
+    )
+    assert changed == UNCHANGED
+    assert step_states(tmp_path) == ALL_PENDING
+
+
+# --- the world is not what the runbook says ----------------------------------------------
+
+
+def test_missing_source_cluster(untouched: Sandbox, tmp_path: Path) -> None:
+    """A source cluster that does not exist exits 2 naming it and the region."""
+    runbook = write_runbook(tmp_path, source={"cluster": "no-such-cluster"})
+
+    result, changed = attempt_run(untouched, tmp_path, runbook)
+
+    assert result.code == 2
+    assert result.stderr == (
+        "error: source cluster 'no-such-cluster' does not exist in us-east-1\n"
+        "  next: check source.cluster and region in the runbook, and the AWS"
+        " credentials' account\n"
+    )
+    assert changed == UNCHANGED
+    assert step_states(tmp_path) == PREFLIGHT_FAILED
+
+
+def test_default_parameter_group_needs_creation(
+    untouched: Sandbox, tmp_path: Path
+) -> None:
+    """A source on its default group exits 2 unless create_parameter_group is set."""
+    runbook = write_runbook(
+        tmp_path, source={"cluster": PLAIN_SOURCE, "parameter_group": None}
+    )
+
+    result, changed = attempt_run(untouched, tmp_path, runbook)
+
+    assert result.code == 2
+    assert result.stderr == (
+        "error: source cluster plain-source uses the default parameter group"
+        " default.aurora-mysql8.0, which cannot be modified\n"
+        "  next: set source.create_parameter_group: true (a custom group is created"
+        " and attached) or attach a custom group yourself\n"
+    )
+    assert changed == UNCHANGED
+    assert step_states(tmp_path) == PREFLIGHT_FAILED
+
+
+def test_wrong_admin_password(untouched: Sandbox, tmp_path: Path) -> None:
+    """A wrong admin password exits 2 naming the user and the password source."""
+    runbook = write_runbook(tmp_path)
+    wrong = "adm-not-the-password-0000"
+
+    result, changed = attempt_run(
+        untouched,
+        tmp_path,
+        runbook,
+        extra_env={"REPLICATOR_ADMIN_PASSWORD": wrong},
+    )
+
+    assert result.code == 2
+    assert result.stderr.endswith(
+        "error: the source refused user 'admin': wrong password or user\n"
+        "  next: check source.admin.user and the password source"
+        " {env: REPLICATOR_ADMIN_PASSWORD}\n"
+    )
+    assert wrong not in result.stderr + result.stdout
+    assert changed == UNCHANGED
+    assert step_states(tmp_path) == PREFLIGHT_FAILED
+
+
+@pytest.mark.parametrize(
+    ("clone", "tag"), [(UNTAGGED_CLONE, None), (OTHER_RUN_CLONE, OTHER_RUN_ID)]
+)
+def test_clone_name_taken_by_another(
+    untouched: Sandbox, tmp_path: Path, clone: str, tag: str | None
+) -> None:
+    """A clone name held by a cluster without this run's tag exits 2."""
+    runbook = write_runbook(tmp_path, clone={"cluster": clone})
+
+    result, changed = attempt_run(untouched, tmp_path, runbook)
+
+    assert result.code == 2
+    assert result.stderr.endswith(
+        f"error: clone.cluster {clone!r} is taken by a cluster this run did not"
+        f" create (its {RUN_TAG} tag is {tag!r}, this run is"
+        f" {run_id(tmp_path)!r})\n"
+        "  next: choose another clone.cluster, or remove that cluster yourself\n"
+    )
+    assert changed == UNCHANGED
+    assert step_states(tmp_path) == PREFLIGHT_FAILED
+
+
+def test_target_version_older_than_source(untouched: Sandbox, tmp_path: Path) -> None:
+    """An upgrade target older than the source's version exits 2 naming both."""
+    runbook = write_runbook(
+        tmp_path, clone={"engine_version": "8.0.mysql_aurora.3.01.0"}
+    )
+
+    result, changed = attempt_run(untouched, tmp_path, runbook)
+
+    assert result.code == 2
+    assert result.stderr.endswith(
+        "error: clone.engine_version 8.0.mysql_aurora.3.01.0 is older than the"
+        " source's 8.0.mysql_aurora.3.05.2: replication to an older version is"
+        " unsafe\n"
+        "  next: choose a version at or above the source's, or leave it out\n"
+    )
+    assert changed == UNCHANGED
+    assert step_states(tmp_path) == {**PREFLIGHT_FAILED}
