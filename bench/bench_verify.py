@@ -275,7 +275,7 @@ def timed_query(server: MariaDBServer, sql: str) -> float:
     """Run one query as root and return its seconds."""
     with socket_connection(server) as conn, conn.cursor() as cursor:
         started = time.monotonic()
-        cursor.execute(sql)
+        cursor.execute(sql, ())
         cursor.fetchall()
         return time.monotonic() - started
 

@@ -265,10 +265,28 @@ class CatchUp:
         self.clone.call_rds(self.generation, "start_replication")
 
     def _retry_stopped_event(self) -> None:
-        """Retry a failed event once per command: the operator may have fixed it."""
+        """Retry once per command what the operator may have fixed since the halt.
+
+        A failed SQL event is executed again. A receiver that failed to log in
+        or to read the binlog is reconnected now: left alone it retries only
+        after its connect-retry interval (60 s by default), and until then the
+        old error would halt this command although the cause is fixed.
+        """
         status = self._replica_status()
-        if status.error_thread == "sql" and not status.sql_ok:
+        # Each thread on its own: a receiver still reconnecting after an outage
+        # must not keep the failed event from its retry.
+        sql_failed = not status.sql_ok and bool(
+            status.last_sql_errno or status.last_errno
+        )
+        io_failed = bool(status.last_io_errno) and (
+            status.last_io_errno not in NETWORK_ERRORS
+        )
+        if sql_failed:
             self.ctx.log.info("retrying_failed_event", errno=status.last_sql_errno)
+        if io_failed:
+            self.ctx.log.info("reconnecting_receiver", errno=status.last_io_errno)
+            self.clone.call_rds(self.generation, "stop_replication")
+        if sql_failed or io_failed:
             self.clone.call_rds(self.generation, "start_replication")
             self.ctx.clock.sleep(1.0)
 
@@ -347,15 +365,21 @@ class CatchUp:
     def _skips_by_rule(self) -> dict[str, int]:
         return dict(self.ctx.journal.skip_counts()["by_rule"])
 
+    def _journal_now(self) -> datetime:
+        # Skip records are stamped by the journal's clock: measure the rate
+        # window with the same clock, or an injected clock would disagree.
+        return datetime.fromisoformat(self.ctx.journal.now().replace("Z", "+00:00"))
+
     def _skips_last_minute(self) -> dict[str, int]:
-        since = utc_iso(datetime.now(UTC) - timedelta(minutes=1))
+        since = utc_iso(self._journal_now() - timedelta(minutes=1))
         rules = {rule.name for rule in self.spec.skip_policy if rule.name}
         return {
             rule: self.ctx.journal.skips_for_rule_since(rule, since) for rule in rules
         }
 
     def _window_frees_in(self) -> float:
-        since = datetime.now(UTC) - timedelta(minutes=1)
+        now = self._journal_now()
+        since = now - timedelta(minutes=1)
         times = [
             datetime.fromisoformat(skip.time.replace("Z", "+00:00"))
             for skip in self.ctx.journal.skips()
@@ -365,7 +389,7 @@ class CatchUp:
             return 0.0
         return max(
             0.1,
-            (min(recent) + timedelta(minutes=1) - datetime.now(UTC)).total_seconds(),
+            (min(recent) + timedelta(minutes=1) - now).total_seconds(),
         )
 
     # --- skipping ----------------------------------------------------------------------------

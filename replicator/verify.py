@@ -245,6 +245,15 @@ def quote_identifier(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
+def _ident(name: str) -> str:
+    """Quote a name for a statement sent with parameters, ``%`` doubled too.
+
+    Every statement here goes through the driver's parameter formatting (with
+    an empty tuple when it has no values), which reads ``%%`` as ``%``.
+    """
+    return quote_identifier(name).replace("%", "%%")
+
+
 def list_tables(conn: Connection, pattern: str | None) -> list[tuple[str, str]]:
     """List the base tables of non-system schemas, filtered by ``pattern``.
 
@@ -305,7 +314,7 @@ class TableShape:
     @property
     def quoted(self) -> str:
         """Return the quoted ``schema.table``."""
-        return f"{quote_identifier(self.schema)}.{quote_identifier(self.table)}"
+        return f"{_ident(self.schema)}.{_ident(self.table)}"
 
 
 def read_shape(conn: Connection, schema: str, table: str) -> TableShape | None:
@@ -348,6 +357,7 @@ def _column(row: Sequence[Any]) -> Column:
 
 
 # --- SQL ------------------------------------------------------------------------
+# The statements are sent with parameters: names in them have ``%`` doubled.
 
 
 def row_checksum_sql(columns: Sequence[Column]) -> str:
@@ -366,7 +376,7 @@ def _column_piece(column: Column) -> str:
 
 def _column_value(column: Column) -> str:
     """Return an expression for a column's value that cannot hold a ``#``."""
-    name = quote_identifier(column.name)
+    name = _ident(column.name)
     if column.data_type == _TIMESTAMP_TYPE:
         return f"UNIX_TIMESTAMP({name})"
     if column.data_type in _PLAIN_TYPES:
@@ -390,7 +400,7 @@ def _compare_key(
     key: Sequence[str], bound: Key, strict: str, last: str
 ) -> tuple[str, list[Any]]:
     """Return ``a STRICT x OR (a = x AND (rest))``, ending in ``LAST`` on one column."""
-    column = quote_identifier(key[0])
+    column = _ident(key[0])
     value = bound[0]
     if len(key) == 1:
         return f"{column} {last} %s", [value]
@@ -437,7 +447,7 @@ def _source_table(shape: TableShape) -> str:
 
 def _key_list(shape: TableShape) -> str:
     """Return the quoted primary key columns, comma-separated."""
-    return ", ".join(quote_identifier(column) for column in shape.key)
+    return ", ".join(_ident(column) for column in shape.key)
 
 
 def checksum_sql(shape: TableShape, chunk: Chunk) -> tuple[str, list[Any]]:
@@ -556,7 +566,7 @@ def snapshot_coordinates(conn: Connection) -> BinlogCoordinates:
     """
     status = {
         _text(row[0]).lower(): row[1]
-        for row in _fetch_all(conn, "SHOW STATUS LIKE 'binlog_snapshot_%'")
+        for row in _fetch_all(conn, "SHOW STATUS LIKE %s", ("binlog_snapshot_%",))
     }
     file = to_text(status.get("binlog_snapshot_file"))
     position = to_int(status.get("binlog_snapshot_position"))
@@ -587,11 +597,11 @@ def differing_keys(source: ChunkSum, clone: ChunkSum) -> list[Key] | None:
 
 
 def _fetch_all(
-    conn: Connection, sql: str, params: Sequence[Any] | None = None
+    conn: Connection, sql: str, params: Sequence[Any] = ()
 ) -> list[tuple[Any, ...]]:
     """Run one statement with driver-escaped parameters; return its rows."""
     with conn.cursor(pymysql.cursors.Cursor) as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, tuple(params))
         return list(cursor.fetchall())
 
 
@@ -816,9 +826,12 @@ def verify(
     """Compare every matching table of the source with the clone.
 
     ``wait_clone_past(coordinates, timeout)`` must return once the clone has
-    executed the source's binary log past ``coordinates``, False on timeout.
-    ``chunk_time`` None keeps ``chunk_rows`` fixed. ``progress`` is called
-    with (``schema.table``, chunks done, rows done) after every chunk.
+    executed the source's binary log past ``coordinates``, False after
+    ``wait_timeout`` seconds; the re-check then compares what the clone has.
+    ``chunk_time`` None keeps ``chunk_rows`` fixed. With ``rechecks=0`` a
+    differing chunk is reported at once, without keys. ``progress`` is called
+    with (``schema.table``, chunks done, rows done) after every chunk. Raises
+    InputError when ``pattern`` matches no table.
     """
     _check_arguments(chunk_time, chunk_rows, rechecks)
     tables = list_tables(source, pattern)

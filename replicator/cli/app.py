@@ -330,7 +330,10 @@ def report(
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click returns an Exit's code instead of exiting.
+        returned = app(args=argv, standalone_mode=False)
+        if isinstance(returned, int) and not isinstance(returned, bool):
+            return returned
     except ReplicatorError as error:
         from replicator.secrets import MASKER
 

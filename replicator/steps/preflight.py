@@ -19,6 +19,10 @@ from replicator.steps.clone import ensure_ours
 
 ENHANCED_BINLOG = "aurora_enhanced_binlog"
 OPEN_TO_WORLD = "0.0.0.0/0"
+# MySQL 5.7 and 8.0 refuse a replication source password longer than this
+# (ER_CHANGE_MASTER_PASSWORD_LENGTH); found only at start_replication, after
+# the writer's reboot, and a server may quote the refused value in its error.
+MAX_REPLICATION_PASSWORD_LENGTH = 32
 
 
 class Preflight(Step):
@@ -36,6 +40,7 @@ class Preflight(Step):
 
     def apply(self, ctx: Context) -> Outputs:
         ctx.resolve_secrets()
+        _check_replication_password(ctx)
         cluster = ctx.source_cluster()
         generation = ctx.generation(cluster)
         warnings: list[str] = []
@@ -56,6 +61,18 @@ class Preflight(Step):
             "server_version": version,
             "warnings": warnings,
         }
+
+
+def _check_replication_password(ctx: Context) -> None:
+    length = len(ctx.repl_password.reveal())
+    if length > MAX_REPLICATION_PASSWORD_LENGTH:
+        raise InputError(
+            f"replication.password {ctx.runbook.replication.password} holds "
+            f"{length} characters; MySQL accepts at most "
+            f"{MAX_REPLICATION_PASSWORD_LENGTH} for a replication source",
+            hint=f"set a replication password of at most "
+            f"{MAX_REPLICATION_PASSWORD_LENGTH} characters",
+        )
 
 
 def _parameter_group(ctx: Context, cluster: dict[str, Any], warnings: list[str]) -> str:

@@ -136,7 +136,7 @@ def log_bin(sandbox: Sandbox, cluster: str) -> int:
         connection.close()
 
 
-def world(sandbox: Sandbox, before: dict[str, int]) -> dict[str, Any]:
+def changes_since(sandbox: Sandbox, before: dict[str, int]) -> dict[str, Any]:
     """What changed since ``before``: mutating calls, binary logging, clusters."""
     after = sandbox.requests()
     sent = {action: after[action] - before.get(action, 0) for action in after}
@@ -147,7 +147,9 @@ def world(sandbox: Sandbox, before: dict[str, int]) -> dict[str, Any]:
             for action, count in sent.items()
             if count and action.startswith(MUTATING_PREFIXES)
         },
-        "log_bin": {cluster: log_bin(sandbox, cluster) for cluster in (SOURCE, PLAIN_SOURCE)},
+        "log_bin": {
+            cluster: log_bin(sandbox, cluster) for cluster in (SOURCE, PLAIN_SOURCE)
+        },
         "clusters": sorted(c["DBClusterIdentifier"] for c in clusters),
     }
 
@@ -188,7 +190,7 @@ def attempt_run(
         cwd=root,
         extra_env=extra_env,
     )
-    return result, world(sandbox, before)
+    return result, changes_since(sandbox, before)
 
 
 def set_password(runbook: Path, section: str, source: dict[str, str]) -> None:
@@ -231,9 +233,7 @@ def test_malformed_yaml_names_the_line(untouched: Sandbox, tmp_path: Path) -> No
     assert result.code == 2
     assert result.stderr.startswith(f"error: runbook {runbook} has 1 problem:\n")
     assert f"  {runbook}:{line + 1}: (syntax): found " in result.stderr
-    assert result.stderr.endswith(
-        f", expected valid YAML\n  next: {RERUN_HINT}\n"
-    )
+    assert result.stderr.endswith(f", expected valid YAML\n  next: {RERUN_HINT}\n")
     assert changed == UNCHANGED
     assert step_states(tmp_path) is None
 
@@ -419,6 +419,31 @@ def test_unreadable_password_file(
     assert step_states(tmp_path) == ALL_PENDING
 
 
+def test_overlong_replication_password(untouched: Sandbox, tmp_path: Path) -> None:
+    """A replication password over MySQL's 32 characters exits 2, value unshown."""
+    runbook = write_runbook(
+        tmp_path, replication={"password": {"env": "REPLICATOR_LONG_PASSWORD"}}
+    )
+    password = "rpl-long-" + "x" * 24
+
+    result, changed = attempt_run(
+        untouched,
+        tmp_path,
+        runbook,
+        extra_env={"REPLICATOR_LONG_PASSWORD": password},
+    )
+
+    assert result.code == 2
+    assert result.stderr.endswith(
+        "error: replication.password {env: REPLICATOR_LONG_PASSWORD} holds 33"
+        " characters; MySQL accepts at most 32 for a replication source\n"
+        "  next: set a replication password of at most 32 characters\n"
+    )
+    assert password not in result.stderr + result.stdout
+    assert changed == UNCHANGED
+    assert step_states(tmp_path) == PREFLIGHT_FAILED
+
+
 # --- the world is not what the runbook says ----------------------------------------------
 
 
@@ -429,7 +454,7 @@ def test_missing_source_cluster(untouched: Sandbox, tmp_path: Path) -> None:
     result, changed = attempt_run(untouched, tmp_path, runbook)
 
     assert result.code == 2
-    assert result.stderr == (
+    assert result.stderr.endswith(
         "error: source cluster 'no-such-cluster' does not exist in us-east-1\n"
         "  next: check source.cluster and region in the runbook, and the AWS"
         " credentials' account\n"
@@ -449,7 +474,7 @@ def test_default_parameter_group_needs_creation(
     result, changed = attempt_run(untouched, tmp_path, runbook)
 
     assert result.code == 2
-    assert result.stderr == (
+    assert result.stderr.endswith(
         "error: source cluster plain-source uses the default parameter group"
         " default.aurora-mysql8.0, which cannot be modified\n"
         "  next: set source.create_parameter_group: true (a custom group is created"
@@ -520,4 +545,197 @@ def test_target_version_older_than_source(untouched: Sandbox, tmp_path: Path) ->
         "  next: choose a version at or above the source's, or leave it out\n"
     )
     assert changed == UNCHANGED
-    assert step_states(tmp_path) == {**PREFLIGHT_FAILED}
+    assert step_states(tmp_path) == PREFLIGHT_FAILED
+
+
+# --- problems the world reveals later -----------------------------------------------------
+
+LATE = "late"
+LATE_CLONE = "late-clone"
+
+
+def status_document(sandbox: Sandbox, root: Path, runbook: Path) -> dict[str, Any]:
+    """Return `status --json` of a runbook."""
+    result = cli("status", str(runbook), "--json", env=sandbox_env(sandbox), cwd=root)
+    assert result.code == 0, result.stderr
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+def states(document: dict[str, Any]) -> dict[str, str]:
+    return {step["name"]: step["state"] for step in document["steps"]}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, Path]]:
+    """A v3 sandbox holding a clone this run made while binary logging was off.
+
+    The clone carries the run's tag (so the run adopts it) but no position
+    event, because the source had no binary log when it was copied.
+    """
+    root = tmp_path_factory.mktemp("world")
+    sandbox = start_sandbox(root / "sandbox")
+    try:
+        write_runbook(
+            root,
+            name=LATE,
+            clone={"cluster": LATE_CLONE},
+            timeouts={"position_event": "3s"},
+        )
+        restore_clone(
+            sandbox, LATE_CLONE, [{"Key": RUN_TAG, "Value": run_id(root, LATE)}]
+        )
+        sandbox.rds().create_db_instance(
+            DBInstanceIdentifier=f"{LATE_CLONE}-1",
+            DBClusterIdentifier=LATE_CLONE,
+            DBInstanceClass="db.r6g.large",
+            Engine="aurora-mysql",
+        )
+        wait_instance_available(sandbox, f"{LATE_CLONE}-1")
+        yield sandbox, root
+    finally:
+        manage.down(root / "sandbox")
+
+
+def test_missing_position_event_fails_at_deadline(
+    world: tuple[Sandbox, Path],
+) -> None:
+    """No position event by the deadline exits 1; later steps stay pending."""
+    sandbox, root = world
+    runbook = root / f"{LATE}.yaml"
+
+    result = cli("run", str(runbook), "--yes", env=sandbox_env(sandbox), cwd=root)
+    document = status_document(sandbox, root, runbook)
+
+    assert result.code == 1, result.stderr[-2000:]
+    waited = re.search(
+        r"error: gave up waiting for the crash-recovery binlog position event of"
+        r" late-clone-1 after (\d+)s\n",
+        result.stderr,
+    )
+    assert waited is not None, result.stderr[-2000:]
+    assert int(waited[1]) >= 3
+    assert result.stderr.endswith(
+        "  next: the event may be late: run again to keep waiting; if late-clone-1"
+        " never reports it, binary logging was off on the source when it was"
+        " cloned\n"
+    )
+    assert states(document) == {
+        "preflight": "done",
+        "binlog_format": "done",
+        "reboot_writer": "done",
+        "replication_user": "done",
+        "binlog_retention": "done",
+        "clone": "done",
+        "binlog_position": "failed",
+        "start_replication": "pending",
+        "catch_up": "pending",
+    }
+    assert document["replica"] is None
+
+
+def test_purged_start_file_fails_with_retention_advice(
+    world: tuple[Sandbox, Path],
+) -> None:
+    """A start file purged from the source exits 1 naming it and the retention fix."""
+    sandbox, root = world
+    runbook = write_runbook(root, name="purged")
+    env = sandbox_env(sandbox)
+
+    crashed = cli(
+        "run",
+        str(runbook),
+        "--yes",
+        env=env,
+        cwd=root,
+        extra_env={"REPLICATOR_FAULT": "clone:after_journal"},
+    )
+    operator = root_connection(sandbox)
+    try:
+        start_file = query(operator, "SHOW MASTER STATUS")[0][0]
+        query(operator, "FLUSH BINARY LOGS")
+        newest = query(operator, "SHOW MASTER STATUS")[0][0]
+        query(operator, "PURGE BINARY LOGS TO %s", (newest,))
+    finally:
+        operator.close()
+    result = cli("run", str(runbook), "--yes", env=env, cwd=root)
+    document = status_document(sandbox, root, runbook)
+
+    assert crashed.code == 70, crashed.stderr[-2000:]
+    assert result.code == 1, result.stderr[-2000:]
+    assert result.stderr.endswith(
+        f"error: the clone's start file {start_file} is no longer on the source"
+        f" (it has {newest})\n"
+        "  next: binlog retention was too short: raise"
+        " replication.binlog_retention_hours, then recreate the clone (`abort`,"
+        " `run`)\n"
+    )
+    assert states(document) == {
+        "preflight": "done",
+        "binlog_format": "done",
+        "reboot_writer": "done",
+        "replication_user": "done",
+        "binlog_retention": "done",
+        "clone": "done",
+        "binlog_position": "failed",
+        "start_replication": "pending",
+        "catch_up": "pending",
+    }
+    assert document["replica"] is None
+
+
+# --- the generation comes from the engine version ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def v2_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """A fresh v2 (Aurora MySQL 5.7) sandbox."""
+    root = tmp_path_factory.mktemp("v2")
+    sandbox = start_sandbox(root, V2_VERSION)
+    try:
+        yield sandbox
+    finally:
+        manage.down(root)
+
+
+def test_v2_source_gets_v2_procedures(v2_sandbox: Sandbox, tmp_path: Path) -> None:
+    """On v2 `run` calls rds_set_external_master; v3's name does not exist there."""
+    runbook = write_runbook(tmp_path)
+    env = sandbox_env(v2_sandbox)
+    stopped = cli(
+        "run",
+        str(runbook),
+        "--yes",
+        env=env,
+        cwd=tmp_path,
+        extra_env={"REPLICATOR_FAULT": "binlog_position:after_journal"},
+    )
+    operator = root_connection(v2_sandbox, "sandbox-clone")
+    query(operator, "SET GLOBAL log_output = 'TABLE'")
+    query(operator, "SET GLOBAL general_log = ON")
+
+    result = cli("run", str(runbook), "--yes", env=env, cwd=tmp_path)
+
+    query(operator, "SET GLOBAL general_log = OFF")
+    calls = [
+        re.match(r"CALL (\S+?)\(", text)
+        for (text,) in query(
+            operator,
+            "SELECT CONVERT(argument USING utf8mb4) FROM mysql.general_log "
+            "WHERE command_type = 'Query' AND user_host LIKE 'admin%%' "
+            "AND argument LIKE 'CALL %%' ORDER BY event_time",
+        )
+    ]
+    operator.close()
+    clone = admin_connection(v2_sandbox, "sandbox-clone")
+    with pytest.raises(pymysql.err.OperationalError) as missing:
+        query(clone, "CALL mysql.rds_set_external_source('h', 1, 'u', 'p', 'f', 4, 0)")
+    clone.close()
+
+    assert stopped.code == 70, stopped.stderr[-2000:]
+    assert result.code == 0, result.stderr[-2000:]
+    assert [call[1] if call else None for call in calls] == [
+        "mysql.rds_set_external_master",
+        "mysql.rds_start_replication",
+    ]
+    assert missing.value.args[0] == ER_SP_DOES_NOT_EXIST

@@ -27,6 +27,7 @@ from botocore.exceptions import ClientError
 
 from replicator.sandbox import manage
 from replicator.sandbox.manage import Sandbox
+from replicator.sandbox.mariadb import pid_alive
 from tests.helpers import (
     V2_VERSION,
     V3_VERSION,
@@ -55,7 +56,7 @@ CLONE_WRITER = "shop-clone-1"
 UNLOGGED_CLONE = "unlogged-clone"
 RENAMED_CLONE = "shop-clone-renamed"
 REPL_USER = "repl_user"
-REPL_PASSWORD = "repl-pass-1"  # noqa: S105 - a throwaway sandbox account
+REPL_PASSWORD = "repl-pass-1"
 INSTANCE_CLASS = "db.r6g.large"
 BINLOG_FILE = re.compile(r"^mysql-bin-changelog\.\d{6}$")
 POSITION_EVENT = re.compile(
@@ -64,7 +65,6 @@ POSITION_EVENT = re.compile(
 CLEAN_SHUTDOWN = re.compile(r"mariadbd: Shutdown complete$", re.MULTILINE)
 PROBE_INSERT = re.compile(r"clone_probe \(id\) VALUES \((?P<id>\d+)\)")
 GENERATIONS = ("v2", "v3")
-VERSIONS = {"v2": V2_VERSION, "v3": V3_VERSION}
 DEADLINE_S = 60.0
 POLL_S = 0.1
 
@@ -151,9 +151,7 @@ def v2_starting(
 
 
 @pytest.fixture(scope="module")
-def sandboxes(
-    v2_starting: Future[Sandbox], sandbox: Sandbox
-) -> dict[str, Sandbox]:
+def sandboxes(v2_starting: Future[Sandbox], sandbox: Sandbox) -> dict[str, Sandbox]:
     """Both sandboxes by engine generation."""
     return {"v2": v2_starting.result(), "v3": sandbox}
 
@@ -196,6 +194,14 @@ def replica_status(connection: Connection) -> dict[str, Any] | None:
     return row
 
 
+def sql_thread_stopped(connection: Connection) -> dict[str, Any] | None:
+    """Return the replica status once the SQL thread has stopped, else None."""
+    status = replica_status(connection)
+    if status is None or status["Slave_SQL_Running"] != "No":
+        return None
+    return status
+
+
 def instance_of(sandbox: Sandbox, instance_id: str) -> dict[str, Any]:
     found = sandbox.rds().describe_db_instances(DBInstanceIdentifier=instance_id)
     description: dict[str, Any] = found["DBInstances"][0]
@@ -211,7 +217,7 @@ def wait_instance_available(sandbox: Sandbox, instance_id: str) -> list[str]:
         if not seen or seen[-1] != status:
             seen.append(status)
         assert status != "failed", f"{instance_id} failed"
-        return status == "available"
+        return bool(status == "available")
 
     wait_for(available, f"{instance_id} to be available")
     return seen
@@ -226,7 +232,8 @@ def server_of(sandbox: Sandbox, cluster: str) -> dict[str, Any]:
 def writer_member(description: dict[str, Any]) -> dict[str, Any]:
     writers = [m for m in description["DBClusterMembers"] if m["IsClusterWriter"]]
     assert len(writers) == 1, description["DBClusterMembers"]
-    return writers[0]
+    writer: dict[str, Any] = writers[0]
+    return writer
 
 
 def position_events(sandbox: Sandbox, instance_id: str) -> list[tuple[str, int]]:
@@ -265,12 +272,10 @@ def create_writer(sandbox: Sandbox, cluster: str, instance_id: str) -> None:
 
 
 def cluster_exists(sandbox: Sandbox, cluster: str) -> bool:
-    try:
-        describe_cluster(sandbox, cluster)
-    except ClientError as error:
-        assert error.response["Error"]["Code"] == "DBClusterNotFoundFault"
-        return False
-    return True
+    found = sandbox.rds().describe_db_clusters(
+        Filters=[{"Name": "db-cluster-id", "Values": [cluster]}]
+    )
+    return bool(found["DBClusters"])
 
 
 def ensure_binlog(sandbox: Sandbox) -> None:
@@ -294,6 +299,19 @@ def set_binlog_format(sandbox: Sandbox, binlog_format: str) -> None:
             }
         ],
     )
+
+
+def parameter(rds: Any, group: str, name: str) -> dict[str, Any]:
+    """Return one parameter of a cluster parameter group."""
+    pages = rds.get_paginator("describe_db_cluster_parameters").paginate(
+        DBClusterParameterGroupName=group
+    )
+    found = [
+        p for page in pages for p in page["Parameters"] if p["ParameterName"] == name
+    ]
+    assert len(found) == 1, found
+    only: dict[str, Any] = found[0]
+    return only
 
 
 def ensure_clone(sandbox: Sandbox) -> None:
@@ -417,7 +435,11 @@ def test_cluster_endpoint_reaches_the_writer_server(
 def test_default_parameter_groups_cannot_be_modified(
     sandboxes: dict[str, Sandbox],
 ) -> None:
-    """Modifying a ``default.*`` group fails with AWS's InvalidParameterValue."""
+    """Modifying a ``default.*`` group fails with AWS's InvalidParameterValue.
+
+    The default cluster group exists for the family and reads Aurora's
+    default ``binlog_format=OFF``.
+    """
     rds = sandboxes["v3"].rds()
     change = [
         {
@@ -436,6 +458,8 @@ def test_default_parameter_groups_cannot_be_modified(
             DBParameterGroupName="default.aurora-mysql8.0", Parameters=change
         )
 
+    defaults = parameter(rds, "default.aurora-mysql8.0", "binlog_format")
+    assert (defaults["ParameterValue"], defaults["Source"]) == ("OFF", "engine-default")
     for caught in (cluster_group, instance_group):
         assert caught.value.response["Error"]["Code"] == "InvalidParameterValue"
         assert (
@@ -568,6 +592,7 @@ def test_rds_kill_procedures_end_other_users_sessions(
     """
     sandbox = sandboxes[generation]
     cluster = describe_cluster(sandbox, SOURCE)
+    # MariaDB reports the interrupted SLEEP() as error 1317 (MySQL returns 1).
     app = pymysql.connect(
         host=cluster["Endpoint"],
         port=cluster["Port"],
@@ -575,7 +600,7 @@ def test_rds_kill_procedures_end_other_users_sessions(
         password=sandbox.credentials["app"],
         autocommit=True,
     )
-    app_id = app.thread_id()
+    app_id = one_value(app, "SELECT CONNECTION_ID()")
     outcome: list[Any] = []
 
     def sleep_long() -> None:
@@ -604,10 +629,12 @@ def test_rds_kill_procedures_end_other_users_sessions(
         still_open = query(app, "SELECT 1")
         query(admin, "CALL mysql.rds_kill(%s)", (app_id,))
         wait_for(
-            lambda: not query(
-                admin,
-                "SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = %s",
-                (app_id,),
+            lambda: (
+                not query(
+                    admin,
+                    "SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = %s",
+                    (app_id,),
+                )
             ),
             "the app session to end",
         )
@@ -616,7 +643,7 @@ def test_rds_kill_procedures_end_other_users_sessions(
     app.close()
 
     assert plain_kill == ER_KILL_DENIED
-    assert outcome in ([ER_QUERY_INTERRUPTED], [[(1,)]])
+    assert outcome == [ER_QUERY_INTERRUPTED]
     assert interrupted_after < 30
     assert still_open == [(1,)]
     assert ended.value.args[0] in CR_CONNECTION_LOST
@@ -630,26 +657,44 @@ def test_copy_on_write_restore_creates_an_empty_cluster(
 ) -> None:
     """The restore makes a cluster without instances, with the given tags and group.
 
-    Restoring onto an identifier that exists fails with
-    DBClusterAlreadyExistsFault, for a clone and for the source alike.
+    Without a group the clone gets the family's default group. Restoring or
+    creating a cluster onto an identifier that exists fails with
+    DBClusterAlreadyExistsFault.
     """
     sandbox = sandboxes["v3"]
+    rds = sandbox.rds()
     tags = [{"Key": "replicator:run", "Value": "test-run-1"}]
 
     restored = restore_clone(sandbox, UNLOGGED_CLONE, Tags=tags)
     described = describe_cluster(sandbox, UNLOGGED_CLONE)
+    ungrouped = rds.restore_db_cluster_to_point_in_time(
+        DBClusterIdentifier="ungrouped-clone",
+        SourceDBClusterIdentifier=SOURCE,
+        RestoreType="copy-on-write",
+        UseLatestRestorableTime=True,
+    )["DBCluster"]
     refused = []
     for taken in (UNLOGGED_CLONE, SOURCE):
         with pytest.raises(ClientError) as caught:
             restore_clone(sandbox, taken)
         refused.append(caught.value.response["Error"]["Code"])
+    with pytest.raises(ClientError) as created:
+        rds.create_db_cluster(
+            DBClusterIdentifier=SOURCE,
+            Engine="aurora-mysql",
+            EngineVersion=V3_VERSION,
+            MasterUsername="admin",
+            MasterUserPassword="another-password",
+        )
 
     assert restored["DBClusterMembers"] == []
     assert described["DBClusterMembers"] == []
     assert described["TagList"] == tags
     assert described["DBClusterParameterGroup"] == SOURCE_PARAMS
     assert described["EngineVersion"] == V3_VERSION
+    assert ungrouped["DBClusterParameterGroup"] == "default.aurora-mysql8.0"
     assert refused == ["DBClusterAlreadyExistsFault"] * 2
+    assert created.value.response["Error"]["Code"] == "DBClusterAlreadyExistsFault"
 
 
 def test_clone_of_a_source_without_binlog_records_no_position(
@@ -657,7 +702,8 @@ def test_clone_of_a_source_without_binlog_records_no_position(
 ) -> None:
     """With binary logging off on the source, the clone's writer gets no position event.
 
-    The writer still starts with the source's data and users.
+    The writer still starts with the source's data and users. Deleting the
+    instance stops its server; deleting the cluster then removes it.
     """
     sandbox = sandboxes["v3"]
     if not cluster_exists(sandbox, UNLOGGED_CLONE):
@@ -674,6 +720,16 @@ def test_clone_of_a_source_without_binlog_records_no_position(
     assert position_events(sandbox, f"{UNLOGGED_CLONE}-1") == []
     member = writer_member(describe_cluster(sandbox, UNLOGGED_CLONE))
     assert member["DBInstanceIdentifier"] == f"{UNLOGGED_CLONE}-1"
+
+    server = server_of(sandbox, UNLOGGED_CLONE)
+    rds = sandbox.rds()
+    rds.delete_db_instance(
+        DBInstanceIdentifier=f"{UNLOGGED_CLONE}-1", SkipFinalSnapshot=True
+    )
+    rds.delete_db_cluster(DBClusterIdentifier=UNLOGGED_CLONE, SkipFinalSnapshot=True)
+    assert [s for s in sandbox.servers() if s["cluster"] == UNLOGGED_CLONE] == []
+    assert not pid_alive(server["pid"])
+    assert not cluster_exists(sandbox, UNLOGGED_CLONE)
 
 
 # --- binary logging -----------------------------------------------------------------
@@ -696,7 +752,9 @@ def test_binlog_format_takes_effect_after_a_writer_reboot(
     open_connection = admin_connection(sandbox)
     assert one_value(open_connection, "SELECT @@log_bin") == 0
 
+    default = parameter(rds, SOURCE_PARAMS, "binlog_format")
     set_binlog_format(sandbox, "MIXED")
+    changed = parameter(rds, SOURCE_PARAMS, "binlog_format")
     pending = writer_member(describe_cluster(sandbox, SOURCE))
     still_off = one_value(open_connection, "SELECT @@log_bin")
     rebooting = rds.reboot_db_instance(DBInstanceIdentifier=SOURCE_WRITER)
@@ -712,6 +770,8 @@ def test_binlog_format_takes_effect_after_a_writer_reboot(
     server_name = Path(after["root_socket"]).stem
     error_log = sandbox.root / "servers" / server_name / f"{server_name}.err"
 
+    assert (default["ParameterValue"], default["Source"]) == ("OFF", "engine-default")
+    assert (changed["ParameterValue"], changed["Source"]) == ("MIXED", "user")
     assert pending["DBClusterParameterGroupStatus"] == "pending-reboot"
     assert still_off == 0
     assert rebooting["DBInstance"]["DBInstanceStatus"] == "rebooting"
@@ -719,7 +779,8 @@ def test_binlog_format_takes_effect_after_a_writer_reboot(
     assert set(statuses) <= {"rebooting", "available"}
     assert dropped.value.args[0] in CR_CONNECTION_LOST
     assert settings == [(1, "MIXED")]
-    assert logs and all(BINLOG_FILE.match(name) for name in logs)
+    assert logs
+    assert all(BINLOG_FILE.match(name) for name in logs)
     assert after["pid"] != before["pid"]
     assert after["port"] == before["port"]
     assert len(CLEAN_SHUTDOWN.findall(error_log.read_text())) == 1
@@ -758,9 +819,10 @@ def test_clone_is_a_consistent_copy_taken_during_writes(
     file, position = positions[0]
     with root_connection(sandbox, SOURCE) as source_root:
         before, after = binlog_inserts_before(source_root, file, position)
+    probe_ids = "SELECT id FROM shop.clone_probe"
     with admin_connection(sandbox) as source, admin_connection(sandbox, CLONE) as clone:
-        source_ids = {row[0] for row in query(source, "SELECT id FROM shop.clone_probe")}
-        clone_ids = {row[0] for row in query(clone, "SELECT id FROM shop.clone_probe")}
+        source_ids = {row[0] for row in query(source, probe_ids)}
+        clone_ids = {row[0] for row in query(clone, probe_ids)}
         source_shop = table_contents(source, "shop")
         clone_shop = table_contents(clone, "shop")
         clone_users = query(
@@ -778,7 +840,8 @@ def test_clone_is_a_consistent_copy_taken_during_writes(
 
     assert BINLOG_FILE.match(file)
     assert before | after == source_ids
-    assert before and after
+    assert before
+    assert after
     assert clone_ids == before
     del source_shop["clone_probe"], clone_shop["clone_probe"]
     assert clone_shop == source_shop
@@ -799,16 +862,19 @@ def test_replication_runs_through_the_rds_procedures(
     (1062) and ``rds_skip_repl_error`` moves past exactly that event; with no
     error it answers with a message. ``rds_stop_replication``,
     ``rds_next_*_log`` and ``rds_reset_external_*`` stop, move to the next
-    source binlog and forget the source.
+    source binlog and forget the source. A v3 replica does not apply the
+    ``mysql`` schema, so the replication user made on the source after the
+    clone reaches a v2 clone only.
     """
     sandbox = sandboxes[generation]
     ensure_clone(sandbox)
     file, position = position_events(sandbox, CLONE_WRITER)[0]
     source_cluster = describe_cluster(sandbox, SOURCE)
     with admin_connection(sandbox) as source, admin_connection(sandbox, CLONE) as clone:
-        query(source, "CREATE USER %s@'%%' IDENTIFIED BY %s", (REPL_USER, REPL_PASSWORD))
-        query(source, "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO %s@'%%'", (REPL_USER,))
-        query(source, "CREATE TABLE shop.repl_probe (id INT PRIMARY KEY, origin VARCHAR(10))")
+        account = (REPL_USER, REPL_PASSWORD)
+        query(source, "CREATE USER %s@'%%' IDENTIFIED BY %s", account)
+        query(source, "GRANT REPLICATION SLAVE ON *.* TO %s@'%%'", account[:1])
+        query(source, "CREATE TABLE shop.repl_probe (id INT PRIMARY KEY, origin TEXT)")
 
         query(
             clone,
@@ -837,7 +903,7 @@ def test_replication_runs_through_the_rds_procedures(
         query(clone, "INSERT INTO shop.repl_probe VALUES (1, 'clone')")
         query(source, "INSERT INTO shop.repl_probe VALUES (1, 'source')")
         failed = wait_for(
-            lambda: (s := replica_status(clone)) and s["Slave_SQL_Running"] == "No" and s,
+            lambda: sql_thread_stopped(clone),
             "the SQL thread to stop on the duplicate key",
         )
         skipped = query(clone, "CALL mysql.rds_skip_repl_error")
@@ -847,10 +913,14 @@ def test_replication_runs_through_the_rds_procedures(
             "replication to continue after the skip",
         )
         resumed = replica_status(clone)
+        replicated_users = query(
+            clone, "SELECT User FROM mysql.user WHERE User = %s", (REPL_USER,)
+        )
         clone_rows = query(clone, "SELECT id, origin FROM shop.repl_probe ORDER BY id")
 
         stopped = query(clone, "CALL mysql.rds_stop_replication")
         after_stop = replica_status(clone)
+        assert after_stop is not None
         current_index = int(after_stop["Master_Log_File"].rsplit(".", 1)[1])
         with root_connection(sandbox, SOURCE) as source_root:
             query(source_root, "FLUSH BINARY LOGS")
@@ -877,6 +947,7 @@ def test_replication_runs_through_the_rds_procedures(
         failed["Exec_Master_Log_Pos"],
     )
     assert clone_rows == [(1, "clone"), (2, "source")]
+    assert replicated_users == ([(REPL_USER,)] if generation == "v2" else [])
     assert stopped == [("Replica is now down or disabled.",)]
     assert (after_stop["Slave_IO_Running"], after_stop["Slave_SQL_Running"]) == (
         "No",
@@ -884,7 +955,8 @@ def test_replication_runs_through_the_rds_procedures(
     )
     assert next_log is not None
     assert next_log["Master_Log_File"] == f"mysql-bin-changelog.{current_index + 1:06d}"
-    assert (next_log["Slave_IO_Running"], next_log["Slave_SQL_Running"]) == ("Yes", "Yes")
+    assert next_log["Slave_IO_Running"] == "Yes"
+    assert next_log["Slave_SQL_Running"] == "Yes"
     assert reset == [("Replication configuration removed.",)]
     assert after_reset is None
 

@@ -15,7 +15,7 @@ from replicator.errors import Halted, StepFailed
 from replicator.mysql.status import BinlogCoordinates
 from replicator.steps.base import Outputs, Step
 from replicator.steps.cutover.direction import Direction, pair
-from replicator.steps.cutover.freeze import freeze
+from replicator.steps.cutover.freeze import freeze, hold_replica
 
 STILL_READS = 3
 STILL_INTERVAL_S = 0.1
@@ -60,6 +60,7 @@ class Drain(Step):
         self, ctx: Context, primary: dict[str, object], final: BinlogCoordinates
     ) -> None:
         freeze(ctx, dict(primary), False)
+        hold_replica(ctx, self.direction, False)
         ctx.journal.set_meta(f"{self.direction.prefix}freeze_started", None)
         ctx.journal.reset_step(self.direction.step("freeze"))
         raise Halted(

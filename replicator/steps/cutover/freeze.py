@@ -168,6 +168,22 @@ def freeze(ctx: Context, cluster: dict[str, Any], on: bool) -> dict[str, Any]:
     return {"method": method}
 
 
+def hold_replica(ctx: Context, direction: Direction, locked: bool) -> list[str]:
+    """Lock (or unlock) the app accounts on the replica taking over.
+
+    Once the switch points the applications at the replica, nothing may be
+    written there before open_writes: reverse replication starts from the
+    replica's position taken in between, and a write before it would never
+    reach the old primary. The lock is local to the replica (taken after it
+    stops applying the primary's events, or while its v3 replication ignores
+    the mysql schema), so the old primary is not affected.
+    """
+    _, replica = pair(ctx, direction)
+    session = ctx.session("replica", replica)
+    accounts = app_accounts(session, list(ctx.runbook.cutover.app_users))
+    return set_locked(session, accounts, locked)
+
+
 def frozen(ctx: Context, cluster: dict[str, Any]) -> bool:
     """Tell whether the freeze is in place on a cluster."""
     session = ctx.session("primary", cluster)
@@ -217,6 +233,7 @@ class Freeze(Step):
         if ctx.journal.get_meta(self._started_key()) is None:
             ctx.journal.set_meta(self._started_key(), ctx.journal.now())
         outputs = freeze(ctx, primary, True)
+        outputs["replica_accounts"] = hold_replica(ctx, self.direction, True)
         ctx.log.info("writes_frozen", cluster=primary["DBClusterIdentifier"], **outputs)
         return {**outputs, "started": self.started(ctx)}
 

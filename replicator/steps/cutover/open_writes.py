@@ -15,7 +15,7 @@ from replicator.context import Context
 from replicator.errors import StepFailed
 from replicator.mysql.accounts import granted_privileges
 from replicator.steps.base import Outputs, Step
-from replicator.steps.cutover.direction import Direction, pair
+from replicator.steps.cutover.direction import FORWARD, Direction, pair
 from replicator.steps.cutover.freeze import (
     app_accounts,
     instance_group,
@@ -50,9 +50,8 @@ class OpenWrites(Step):
         session = ctx.session("replica", new)
         accounts = app_accounts(session, list(ctx.runbook.cutover.app_users))
         method = ctx.runbook.cutover.freeze
-        if method == "lock_users":
-            set_locked(session, accounts, False)
-        elif method == "parameter_group" and not instance_group(ctx, new).startswith(
+        set_locked(session, accounts, False)
+        if method == "parameter_group" and not instance_group(ctx, new).startswith(
             "default."
         ):
             set_read_only(ctx, new, False)
@@ -60,6 +59,11 @@ class OpenWrites(Step):
             run_hook(ctx, "open")
 
         _confirm_writable(session, accounts)
+        if (
+            self.direction is FORWARD
+            and ctx.runbook.cutover.rollback == "reverse_replication"
+        ):
+            _keep_old_primary_frozen(ctx)
         opened = ctx.journal.now()
         started = str(ctx.journal.get_meta(f"{self.direction.prefix}freeze_started"))
         downtime = _seconds_between(started, opened)
@@ -80,6 +84,42 @@ class OpenWrites(Step):
             "freeze_started": started,
             "writes_open": opened,
         }
+
+
+def _keep_old_primary_frozen(ctx: Context) -> None:
+    """Re-lock the old primary's app accounts if reverse replication unlocked them.
+
+    On v2 the unlock just made on the new primary replicates to the old one;
+    the old primary must stay frozen until a rollback opens it.
+    """
+    if ctx.runbook.cutover.freeze != "lock_users":
+        return
+    old, new = pair(ctx, FORWARD)
+    position = ctx.session("replica", new).binlog_coordinates()
+    old_sql = ctx.session("primary", old)
+    generation = ctx.generation(old)
+
+    def applied() -> bool | None:
+        status = old_sql.replica_status(generation)
+        executed = status.exec_coordinates if status else None
+        return (
+            True
+            if executed is not None and position is not None and executed >= position
+            else None
+        )
+
+    ctx.rds.wait_for(
+        "the old primary to apply the new primary's unlock",
+        applied,
+        deadline_s=ctx.runbook.cutover.drain_timeout,
+        interval_s=0.05,
+        hint="read SHOW REPLICA STATUS on the old primary",
+    )
+    relocked = set_locked(
+        old_sql, app_accounts(old_sql, list(ctx.runbook.cutover.app_users)), True
+    )
+    if relocked:
+        ctx.log.info("old_primary_relocked", accounts=relocked)
 
 
 def _confirm_writable(session: object, accounts: list[tuple[str, str]]) -> None:

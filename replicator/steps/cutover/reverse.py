@@ -2,8 +2,8 @@
 
 The old primary replicates from the new primary's writer (its instance
 endpoint, which survives renames), starting at the new primary's position
-taken after its application accounts are unlocked, so that the unlock is not
-replayed on the old primary, which must stay frozen.
+taken while the application accounts are still locked there: no application
+write can precede that position.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 from replicator.context import Context
 from replicator.steps.base import Outputs, Step
 from replicator.steps.cutover.direction import FORWARD, pair, writer_endpoint
-from replicator.steps.cutover.freeze import app_accounts, set_locked
 from replicator.steps.replication_user import create_user, user_ok
 from replicator.steps.start_replication import START_DEADLINE_S
 
@@ -46,12 +45,6 @@ class ReverseReplication(Step):
         old_sql = ctx.session("primary", old)
         if not user_ok(ctx, new_sql):
             create_user(ctx, new_sql)
-        if ctx.runbook.cutover.freeze == "lock_users":
-            set_locked(
-                new_sql,
-                app_accounts(new_sql, list(ctx.runbook.cutover.app_users)),
-                False,
-            )
         position = new_sql.binlog_coordinates()
         assert position is not None
         host, port = writer_endpoint(ctx, new)
