@@ -547,7 +547,9 @@ def _next_action(ctx: Context, errno: int, table: str) -> str:
         return (
             f"the clone cannot log in to the source as {ctx.runbook.replication.user!r}: "
             "check the user exists with its grants and the password source, then "
-            "`replicator run` (the replication_user step re-creates it)"
+            "`replicator run` (the replication_user step re-creates it); the clone "
+            "keeps the password replication was started with, so a password changed "
+            "in the runbook since then must be put back"
         )
     if errno == codes.ER_NO_SUCH_TABLE:
         return f"{table} is missing on the clone: the schemas differ; create it there, then `replicator run`"

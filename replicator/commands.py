@@ -122,7 +122,7 @@ def _live_replica(ctx: Context) -> dict[str, Any] | None:
     except (ReplicatorError, OSError) as error:
         ctx.log.warning("replica_unreadable", error=str(error))
         return None
-    except Exception as error:  # noqa: BLE001 - status must render whatever fails
+    except Exception as error:
         ctx.log.warning("replica_unreadable", error=f"{type(error).__name__}: {error}")
         return None
     if status is None:

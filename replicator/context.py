@@ -24,6 +24,11 @@ from replicator.runbook import Runbook
 from replicator.secrets import MASKER, Secret, resolve_password
 
 
+def _stdin_is_terminal() -> bool:
+    # Looks ``sys.stdin`` up on each call: a test or wrapper may replace it.
+    return sys.stdin.isatty()
+
+
 @dataclass
 class Context:
     """One command's view of the run."""
@@ -32,7 +37,7 @@ class Context:
     journal: Journal
     log: Any
     yes: bool = False
-    interactive: bool = field(default_factory=lambda: sys.stdin.isatty())
+    interactive: bool = field(default_factory=_stdin_is_terminal)
     clock: Clock = field(default_factory=Clock)
     rds_factory: Callable[[str], Any] = make_client
     confirm: Callable[[str], bool] | None = None
@@ -71,7 +76,7 @@ class Context:
         _ = self.admin_password
         _ = self.repl_password
 
-    # --- AWS ---------------------------------------------------------------------------
+    # --- AWS --------------------------------------------------------------------------
 
     @cached_property
     def rds(self) -> Rds:
@@ -114,16 +119,20 @@ class Context:
     def source_generation(self) -> Generation:
         return self.generation(self.source_cluster())
 
-    def clone_generation(self) -> Generation:
+    def require_clone_cluster(self) -> dict[str, Any]:
+        """Return the clone cluster's description; it must exist."""
         cluster = self.clone_cluster()
         if cluster is None:
             raise StepFailed(
                 f"clone cluster {self.runbook.clone.cluster!r} does not exist",
                 hint="run `replicator run` to create it",
             )
-        return self.generation(cluster)
+        return cluster
 
-    # --- MySQL -------------------------------------------------------------------------
+    def clone_generation(self) -> Generation:
+        return self.generation(self.require_clone_cluster())
+
+    # --- MySQL ------------------------------------------------------------------------
 
     def endpoint(self, cluster: dict[str, Any]) -> tuple[str, int]:
         """Return where to connect to a cluster's writer (``connect`` overrides)."""
@@ -168,11 +177,11 @@ class Context:
             current.close()
         session = Session(
             role,
-            host,
-            port,
-            self.runbook.source.admin.user,
-            self.admin_password,
-            self.log,
+            host=host,
+            port=port,
+            user=self.runbook.source.admin.user,
+            password=self.admin_password,
+            log=self.log,
             sleep=self.clock.sleep,
         )
         self._sessions[role] = session
@@ -210,7 +219,7 @@ def _ask_terminal(action: str) -> bool:
 
 
 def fault_point(step: str, point: str) -> None:
-    """Exit at once with code 70 when REPLICATOR_FAULT names this point (testing aid)."""
+    """Exit at once with code 70 when REPLICATOR_FAULT names this point (test aid)."""
     if os.environ.get("REPLICATOR_FAULT") == f"{step}:{point}":
         sys.stderr.write(f"fault point {step}:{point} fired (REPLICATOR_FAULT)\n")
         sys.stderr.flush()

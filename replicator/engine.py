@@ -82,6 +82,7 @@ def _adopt(ctx: Context, step: Step, outputs: dict[str, Any]) -> None:
     attempt = ctx.journal.start_attempt(step.name)
     ctx.journal.finish_attempt(attempt, DONE, outputs={**outputs, "adopted": True})
     ctx.log.info("step_adopted", outputs=outputs)
+    fault_point(step.name, "after_journal")
 
 
 def _attempt(ctx: Context, step: Step) -> dict[str, Any]:

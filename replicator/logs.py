@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Literal
 
 import structlog
@@ -18,7 +19,9 @@ from replicator.secrets import MASKER
 LogFormat = Literal["console", "json"]
 
 
-def _mask_event(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _mask_event(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> Mapping[str, Any]:
     return {key: _mask_value(value) for key, value in event.items()}
 
 

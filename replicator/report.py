@@ -18,18 +18,24 @@ REPLICATION_WAITS = frozenset({"catch_up", "drain", "rollback_drain"})
 LAG_POINTS = 40
 
 
-def _seconds(start: str | None, end: str | None) -> float | None:
+def parse_time(text: str) -> datetime:
+    """Parse a journal timestamp (ISO 8601, trailing Z)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def seconds_between(start: str | None, end: str | None) -> float | None:
+    """Return the seconds between two journal timestamps, None when one is missing."""
     if not start or not end:
         return None
-    parse = lambda text: datetime.fromisoformat(text.replace("Z", "+00:00"))  # noqa: E731
-    return round((parse(end) - parse(start)).total_seconds(), 3)
+    return round((parse_time(end) - parse_time(start)).total_seconds(), 3)
 
 
 def build_report(ctx: Context) -> dict[str, Any]:
     """Return the run's timeline as a JSON-ready document."""
-    waits = Counter[str]()
+    waits: dict[str, float] = {}
     for _id, _time, _kind, data in ctx.journal.events("wait"):
-        waits[str(data.get("step"))] += float(data.get("seconds", 0))
+        step = str(data.get("step"))
+        waits[step] = waits.get(step, 0.0) + float(data.get("seconds", 0))
     retries = Counter(
         str(d.get("step")) for _i, _t, _k, d in ctx.journal.events("aws_retry")
     )
@@ -49,7 +55,7 @@ def build_report(ctx: Context) -> dict[str, Any]:
 
 
 def _steps(
-    ctx: Context, waits: Counter[str], retries: Counter[str]
+    ctx: Context, waits: dict[str, float], retries: Counter[str]
 ) -> list[dict[str, Any]]:
     by_step: dict[str, list[Any]] = {}
     for attempt in ctx.journal.attempts():
@@ -57,8 +63,10 @@ def _steps(
     steps = []
     for name, attempts in by_step.items():
         start, end = attempts[0].started, attempts[-1].finished
-        total = sum(_seconds(a.started, a.finished) or 0.0 for a in attempts)
-        waiting = total if name in REPLICATION_WAITS else min(total, waits[name])
+        total = sum(seconds_between(a.started, a.finished) or 0.0 for a in attempts)
+        waiting = (
+            total if name in REPLICATION_WAITS else min(total, waits.get(name, 0.0))
+        )
         steps.append(
             {
                 "name": name,
@@ -104,13 +112,16 @@ def to_markdown(document: dict[str, Any]) -> str:
     lines += [
         "## Steps",
         "",
-        "| step | start | end | outcome | attempts | waiting s | working s | AWS retries |",
+        "| step | start | end | outcome | attempts "
+        "| waiting s | working s | AWS retries |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for s in document["steps"]:
         lines.append(
-            f"| {s['name']} | {s['started']} | {s['finished'] or '-'} | {s['outcome'] or 'running'} "
-            f"| {s['attempts']} | {s['waiting_s']} | {s['working_s']} | {s['aws_retries']} |"
+            f"| {s['name']} | {s['started']} | {s['finished'] or '-'} "
+            f"| {s['outcome'] or 'running'} "
+            f"| {s['attempts']} | {s['waiting_s']} | {s['working_s']} "
+            f"| {s['aws_retries']} |"
         )
     skips = document["skips"]
     lines += ["", "## Skipped events", "", f"Total: {skips['total']}", ""]
@@ -123,7 +134,9 @@ def to_markdown(document: dict[str, Any]) -> str:
         "",
         "## Lag",
         "",
-        f"{lag['samples']} samples; max {lag.get('max_bytes_behind')} bytes behind; last {lag.get('last_bytes_behind')}.",
+        f"{lag['samples']} samples; "
+        f"max {lag.get('max_bytes_behind')} bytes behind; "
+        f"last {lag.get('last_bytes_behind')}.",
         "",
     ]
     if lag["points"]:
@@ -138,6 +151,8 @@ def to_markdown(document: dict[str, Any]) -> str:
                 "",
                 f"## {label.title()}",
                 "",
-                f"Write downtime: {event['write_downtime_s']} s (freeze {event['freeze_started']}, writes open {event['writes_open']}).",
+                f"Write downtime: {event['write_downtime_s']} s "
+                f"(freeze {event['freeze_started']}, "
+                f"writes open {event['writes_open']}).",
             ]
     return "\n".join(lines) + "\n"

@@ -496,7 +496,7 @@ class Timeouts(_Model):
 class SkipRule(_Model):
     """One rule of the skip policy; the first rule that matches an error decides."""
 
-    name: str | None = None
+    name: str = ""  # unnamed rules are called "#1", "#2", ... by position
     errors: list[AtLeastOne] = Field(min_length=1)
     tables: list[TableGlob] | None = None
     action: Literal["skip", "halt", "next_log"]

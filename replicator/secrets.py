@@ -106,7 +106,7 @@ def _from_file(path: Path, field: str) -> Secret:
 def _from_secrets_manager(
     secret_id: str, field: str, client_factory: Callable[[], Any] | None
 ) -> Secret:
-    from botocore.exceptions import ClientError  # noqa: PLC0415 - boto is slow to import
+    from botocore.exceptions import ClientError
 
     client = client_factory() if client_factory else _default_client()
     try:
@@ -129,7 +129,7 @@ def _from_secrets_manager(
 
 
 def _default_client() -> Any:
-    import boto3  # noqa: PLC0415 - boto is slow to import
+    import boto3
 
     return boto3.client("secretsmanager")
 

@@ -8,6 +8,7 @@ needs a writer reboot, which abort does not do.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from replicator.context import Context
@@ -66,9 +67,7 @@ def _delete_clone(ctx: Context, clone: dict[str, Any] | None) -> bool:
         )
         ctx.rds.wait_for(
             f"instance {instance} to be deleted",
-            lambda instance=instance: (
-                True if ctx.rds.instance(instance) is None else None
-            ),
+            _gone_probe(ctx, instance),
             deadline_s=DELETE_DEADLINE_S,
             interval_s=1.0,
             hint="look at the instance in the console; run abort again",
@@ -82,6 +81,10 @@ def _delete_clone(ctx: Context, clone: dict[str, Any] | None) -> bool:
         hint="look at the cluster in the console; run abort again",
     )
     return True
+
+
+def _gone_probe(ctx: Context, instance: str) -> Callable[[], bool | None]:
+    return lambda: True if ctx.rds.instance(instance) is None else None
 
 
 def _drop_user(ctx: Context) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +64,15 @@ def test_command_installs_and_runs_the_sandbox(service: dict[str, Any]) -> None:
     assert any("tail -F .replicator/sandbox/supervisor.log" in line for line in lines)
     assert _COMPOSE_VARIABLE.search(script(service)) is None
     assert service["healthcheck"]["test"] == ["CMD", "replicator", "sandbox", "status"]
+
+
+def test_command_is_valid_shell(service: dict[str, Any]) -> None:
+    """The command parses as a bash script once compose has unescaped ``$$``."""
+    checked = subprocess.run(
+        ["bash", "-n", "-c", script(service).replace("$$", "$")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert checked.returncode == 0, checked.stderr

@@ -65,7 +65,9 @@ class Pair:
 # --- servers ------------------------------------------------------------------
 
 
-def _new_server(base: Path, name: str, server_id: int, options: ServerOptions) -> Any:
+def _new_server(
+    base: Path, name: str, server_id: int, options: ServerOptions
+) -> MariaDBServer:
     """Lay out a server's data directory from the template."""
     datadir = base / name / "data"
     copy_template(base / "template", datadir)

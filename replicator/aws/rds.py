@@ -225,7 +225,7 @@ class Rds:
         hint: str,
         **context: Any,
     ) -> T:
-        """Poll ``probe`` until it returns a value; log progress; stop at the deadline."""
+        """Poll ``probe`` until it returns a value; log progress; stop at deadline."""
         started = self.clock.monotonic()
         last_report = started
         self.log.info("waiting", what=what, deadline_s=deadline_s, **context)

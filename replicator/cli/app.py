@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 
 from replicator.cli import sandbox
@@ -203,6 +203,7 @@ def skips(
 @app.command()
 def verify(
     runbook: RunbookArgument,
+    *,
     state: StateOption = None,
     log_format: LogFormatOption = None,
     debug: DebugOption = False,
@@ -239,6 +240,7 @@ def verify(
 @app.command()
 def cutover(
     runbook: RunbookArgument,
+    *,
     state: StateOption = None,
     log_format: LogFormatOption = None,
     debug: DebugOption = False,
@@ -284,7 +286,8 @@ def _render_switch(result: dict[str, Any]) -> None:
     if not result["changed"]:
         echo_err("nothing to do: already switched")
     echo_out(
-        f"primary: {switch.get('cluster')} at {switch.get('endpoint')}:{switch.get('port')}"
+        f"primary: {switch.get('cluster')} at "
+        f"{switch.get('endpoint')}:{switch.get('port')}"
     )
     echo_out(f"write downtime: {writes.get('write_downtime_s')} s")
 
@@ -292,6 +295,7 @@ def _render_switch(result: dict[str, Any]) -> None:
 @app.command()
 def abort(
     runbook: RunbookArgument,
+    *,
     state: StateOption = None,
     log_format: LogFormatOption = None,
     debug: DebugOption = False,
@@ -332,36 +336,97 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Without standalone mode click returns an Exit's code instead of exiting.
         returned = app(args=argv, standalone_mode=False)
-        if isinstance(returned, int) and not isinstance(returned, bool):
-            return returned
-    except ReplicatorError as error:
-        from replicator.secrets import MASKER
-
-        if _debug["on"]:
-            traceback.print_exc()
-        echo_err(MASKER.mask(f"error: {error}"))
-        return int(error.exit_code)
-    except click.exceptions.Exit as done:
-        return int(done.exit_code)
-    except click.exceptions.Abort:
-        echo_err("interrupted")
-        return int(ExitCode.INTERRUPTED)
-    except click.ClickException as error:
-        error.show()
-        return int(ExitCode.INVALID_INPUT)
-    except KeyboardInterrupt:
-        echo_err(
-            "interrupted; the journal keeps the state: run the same command to resume"
-        )
-        return int(ExitCode.INTERRUPTED)
-    except Exception as error:  # noqa: BLE001 - the one place errors become exit codes
-        from replicator.secrets import MASKER
-
-        if _debug["on"]:
-            traceback.print_exc()
-        echo_err(MASKER.mask(f"error: unexpected {type(error).__name__}: {error}"))
-        echo_err(
-            "  next: run again with --debug for the traceback; the journal keeps the state"
-        )
-        return int(ExitCode.FAILED)
+    except (Exception, KeyboardInterrupt) as error:
+        return _exit_code_for(error)
+    if isinstance(returned, int) and not isinstance(returned, bool):
+        return returned
     return int(ExitCode.OK)
+
+
+def _exit_code_for(error: Exception | KeyboardInterrupt) -> int:
+    """Tell the operator what went wrong; return the exit code for it."""
+    handler = next(
+        handler for kind, handler in _ERROR_HANDLERS if isinstance(error, kind)
+    )
+    return handler(error)
+
+
+def _replicator_error(error: ReplicatorError) -> int:
+    from replicator.secrets import MASKER
+
+    if _debug["on"]:
+        traceback.print_exc()
+    echo_err(MASKER.mask(f"error: {error}"))
+    return int(error.exit_code)
+
+
+def _click_exit(done: Any) -> int:
+    return int(done.exit_code)
+
+
+def _click_abort(_abort: Any) -> int:
+    echo_err("interrupted")
+    return int(ExitCode.INTERRUPTED)
+
+
+def _click_error(error: Any) -> int:
+    error.show()
+    return int(ExitCode.INVALID_INPUT)
+
+
+def _parser_exceptions() -> tuple[tuple[type[BaseException], ...], ...]:
+    """Return (exit, abort, usage error) classes of the command-line parser.
+
+    typer 0.29 carries its own copy of click's parser (``typer._click``);
+    earlier versions raise click's own classes. Both are recognised.
+    """
+    exits: list[type[BaseException]] = [typer.Exit]
+    aborts: list[type[BaseException]] = [typer.Abort]
+    usage: list[type[BaseException]] = []
+    try:
+        from typer._click.exceptions import ClickException
+
+        usage.append(ClickException)
+    except ImportError:
+        pass
+    try:
+        import click
+
+        exits.append(click.exceptions.Exit)
+        aborts.append(click.exceptions.Abort)
+        usage.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(exits), tuple(aborts), tuple(usage)
+
+
+_EXITS, _ABORTS, _USAGE = _parser_exceptions()
+
+
+def _keyboard_interrupt(_interrupt: KeyboardInterrupt) -> int:
+    echo_err("interrupted; the journal keeps the state: run the same command to resume")
+    return int(ExitCode.INTERRUPTED)
+
+
+def _unexpected_error(error: Exception) -> int:
+    from replicator.secrets import MASKER
+
+    if _debug["on"]:
+        traceback.print_exc()
+    echo_err(MASKER.mask(f"error: unexpected {type(error).__name__}: {error}"))
+    echo_err(
+        "  next: run again with --debug for the traceback; the journal keeps the state"
+    )
+    return int(ExitCode.FAILED)
+
+
+# The first entry whose type matches handles the error, so the order matters:
+# ``Exception`` comes last and turns anything unforeseen into FAILED.
+_ERROR_HANDLERS: tuple[tuple[type[BaseException], Callable[[Any], int]], ...] = (
+    (ReplicatorError, _replicator_error),
+    *((kind, _click_exit) for kind in _EXITS),
+    *((kind, _click_abort) for kind in _ABORTS),
+    *((kind, _click_error) for kind in _USAGE),
+    (KeyboardInterrupt, _keyboard_interrupt),
+    (Exception, _unexpected_error),
+)

@@ -8,6 +8,7 @@ lost while a server restarts (2003, 2006, 2013) is retried by a named policy.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -49,12 +50,12 @@ class Session:
     def __init__(
         self,
         role: str,
+        *,
         host: str,
         port: int,
         user: str,
         password: Secret,
         log: Any,
-        *,
         sleep: Callable[[float], None] = time.sleep,
         reconnect_deadline_s: float = RECONNECT_DEADLINE_S,
     ) -> None:
@@ -93,10 +94,9 @@ class Session:
     def close(self) -> None:
         """Close the connection if open."""
         if self._connection is not None:
-            try:
+            # Closing a dead connection is not an error.
+            with contextlib.suppress(Exception):
                 self._connection.close()
-            except Exception:  # noqa: S110 - closing a dead connection is not an error
-                pass
             self._connection = None
 
     def _retrying(self, action: Callable[[], T], *, retry: bool = True) -> T:
@@ -154,7 +154,7 @@ class Session:
                 pass
         return rows
 
-    # --- what the steps read ---------------------------------------------------------------
+    # --- what the steps read ----------------------------------------------------------
 
     def variable(self, name: str) -> str | None:
         """Return a global variable's value."""

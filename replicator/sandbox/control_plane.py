@@ -18,16 +18,19 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from moto.rds import models
-from moto.rds.exceptions import (
-    InvalidParameterCombination,
-    InvalidParameterValue,
-    RDSClientError,
-)
+from moto.rds import exceptions as _exceptions
+from moto.rds import models as _models
 
 from replicator.mysql.flavor import family_of, generation_of
 from replicator.sandbox.dataplane import DataPlane
 from replicator.sandbox.mariadb import ServerOptions
+
+# moto's classes are patched at run time; they are handled as Any here.
+models: Any = _models
+exceptions: Any = _exceptions
+InvalidParameterCombination = exceptions.InvalidParameterCombination
+InvalidParameterValue = exceptions.InvalidParameterValue
+RDSClientError = exceptions.RDSClientError
 
 LOOPBACK = "127.0.0.1"
 PENDING_REBOOT = "pending-reboot"
@@ -191,8 +194,11 @@ def _apply_dynamic(backend: Any, group_name: str) -> None:
 # --- clusters ----------------------------------------------------------------------
 
 
-def _exists(name: str) -> RDSClientError:
-    return RDSClientError("DBClusterAlreadyExistsFault", "DB Cluster already exists")
+def _exists(name: str) -> Exception:
+    error: Exception = RDSClientError(
+        "DBClusterAlreadyExistsFault", f"DB Cluster {name} already exists"
+    )
+    return error
 
 
 def _patch_clusters() -> None:
@@ -242,7 +248,7 @@ def _patch_clusters() -> None:
         cluster_id = kwargs["db_cluster_identifier"]
         cluster = self.clusters.get(cluster_id)
         if cluster is None:
-            raise models.DBClusterNotFoundError(cluster_id)
+            raise exceptions.DBClusterNotFoundError(cluster_id)
         new_id = kwargs.get("new_db_cluster_identifier")
         if new_id and new_id != cluster_id and new_id in self.clusters:
             raise _exists(new_id)
@@ -446,8 +452,8 @@ def install(data_plane: DataPlane, backend_getter: Callable[[], Any]) -> None:
     _patch_parameter_groups()
     _patch_clusters()
     _patch_instances()
-    models.DBCluster.endpoint = property(lambda self: LOOPBACK)  # type: ignore[assignment]
-    models.DBCluster.reader_endpoint = property(lambda self: LOOPBACK)  # type: ignore[assignment]
-    models.DBCluster.db_cluster_members = property(_members)  # type: ignore[assignment]
-    models.DBInstance.address = property(lambda self: LOOPBACK)  # type: ignore[assignment]
+    models.DBCluster.endpoint = property(lambda self: LOOPBACK)
+    models.DBCluster.reader_endpoint = property(lambda self: LOOPBACK)
+    models.DBCluster.db_cluster_members = property(_members)
+    models.DBInstance.address = property(lambda self: LOOPBACK)
     models.RDSBackend.describe_db_cluster_parameters = _describe_cluster_parameters

@@ -196,7 +196,7 @@ def _clear(root: Path) -> None:
 
 def _spawn_supervisor(root: Path) -> int:
     log = (root / "supervisor.log").open("ab")
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+    process = subprocess.Popen(
         [sys.executable, "-m", "replicator.sandbox.supervisor", str(root), REGION],
         stdin=subprocess.DEVNULL,
         stdout=log,

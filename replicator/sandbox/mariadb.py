@@ -31,6 +31,8 @@ BINLOG_BASENAME = "mysql-bin-changelog"
 # directories (pytest's tmp_path) put sockets in a short directory instead.
 _MAX_SOCKET_PATH = 100
 _START_DEADLINE_S = 60.0
+_BIND_ATTEMPTS = 5
+_BIND_FAILURE = "Do you already have another server running on port"
 _STOP_DEADLINE_S = 60.0
 
 # Settings that keep a sandbox server small and quick to start; they are not
@@ -114,6 +116,10 @@ def create_template(path: Path) -> None:
         raise RuntimeError(f"mariadb-install-db failed: {result.stderr[-2000:]}")
 
 
+class PortTakenError(RuntimeError):
+    """The port chosen for a server was taken before the server bound it."""
+
+
 @dataclass
 class ServerOptions:
     """What the control plane asks of a server: binary logging and read-only."""
@@ -135,6 +141,8 @@ class MariaDBServer:
     pid: int | None = None
     options: ServerOptions = field(default_factory=ServerOptions)
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _served: bool = field(default=False, repr=False)
+    _log_start: int = field(default=0, repr=False)
 
     @property
     def log_path(self) -> Path:
@@ -170,8 +178,28 @@ class MariaDBServer:
         return command
 
     def start(self) -> None:
-        """Start the server and wait until it accepts connections."""
+        """Start the server and wait until it accepts connections.
+
+        A port found free can be taken by another process before the server
+        binds it; the server then exits at once, and it is started again on a
+        new port (only before it ever served: a restart keeps its port).
+        """
+        for _attempt in range(_BIND_ATTEMPTS):
+            try:
+                self._start_once()
+                return
+            except PortTakenError:
+                if self._served:
+                    raise
+                self.port = free_port()
+        raise RuntimeError(
+            f"mariadbd {self.name} found no free port; see {self.log_path}"
+        )
+
+    def _start_once(self) -> None:
         self.socket.parent.mkdir(parents=True, exist_ok=True)
+        log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self._log_start = log_start
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 self.command(),
@@ -182,11 +210,14 @@ class MariaDBServer:
             )
         self.pid = self._process.pid
         self._wait_ready()
+        self._served = True
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + _START_DEADLINE_S
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
+                if _BIND_FAILURE in self._log_since_start():
+                    raise PortTakenError(self.port)
                 raise RuntimeError(
                     f"mariadbd {self.name} exited at start; see {self.log_path}"
                 )
@@ -196,6 +227,11 @@ class MariaDBServer:
             except pymysql.err.OperationalError:
                 time.sleep(0.1)
         raise RuntimeError(f"mariadbd {self.name} not ready; see {self.log_path}")
+
+    def _log_since_start(self) -> str:
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_start)
+            return log.read().decode(errors="replace")
 
     def stop(self) -> None:
         """Shut the server down cleanly and wait for the process to exit."""

@@ -73,7 +73,9 @@ def _attach_custom_group(ctx: Context, cluster: dict[str, object]) -> str:
             "create_db_cluster_parameter_group",
             DBClusterParameterGroupName=name,
             DBParameterGroupFamily=family_of(ctx.generation(dict(cluster))),
-            Description=f"binary logging for {cluster['DBClusterIdentifier']} (replicator)",
+            Description=(
+                f"binary logging for {cluster['DBClusterIdentifier']} (replicator)"
+            ),
             Tags=[{"Key": "replicator:run", "Value": ctx.journal.run_id}],
         )
     ctx.rds.call(

@@ -18,7 +18,8 @@ from replicator.steps.base import Outputs, Step
 from replicator.steps.clone import writer_id
 
 POSITION_EVENT = re.compile(
-    r"Binlog position from crash recovery is (?P<file>[A-Za-z0-9_.-]+\.\d{6}) (?P<position>\d+)"
+    r"Binlog position from crash recovery is "
+    r"(?P<file>[A-Za-z0-9_.-]+\.\d{6}) (?P<position>\d+)"
 )
 
 
@@ -82,7 +83,8 @@ def _single_position(ctx: Context, instance: str) -> Position | None:
         raise StepFailed(
             f"{instance} reports {len(distinct)} different crash-recovery positions "
             f"({listed}); the right one cannot be told",
-            hint="inspect the clone's events; recreate the clone with `abort` and `run`",
+            hint="inspect the clone's events; "
+            "recreate the clone with `abort` and `run`",
         )
     return positions[0] if positions else None
 

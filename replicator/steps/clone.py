@@ -61,7 +61,8 @@ class Clone(Step):
             "parameter group, security groups and subnet group, tags, deletion "
             "protection)",
             f"rds:CreateDBInstance {writer_id(ctx)} ({clone.instance_class})",
-            f"wait until both are available (deadline {ctx.runbook.timeouts.clone:.0f}s)",
+            "wait until both are available "
+            f"(deadline {ctx.runbook.timeouts.clone:.0f}s)",
         ]
 
     def check(self, ctx: Context) -> Outputs | None:

@@ -40,8 +40,7 @@ class CloneBinlog(Step):
         return {"log_bin": "ON", "binlog_format": str(rows[0]["fmt"]).upper()}
 
     def apply(self, ctx: Context) -> Outputs:
-        clone = ctx.clone_cluster()
-        assert clone is not None
+        clone = ctx.require_clone_cluster()
         group = str(clone["DBClusterParameterGroup"])
         fmt = ctx.runbook.replication.binlog_format
         if group.startswith("default."):
@@ -50,7 +49,9 @@ class CloneBinlog(Step):
                 "create_db_cluster_parameter_group",
                 DBClusterParameterGroupName=group,
                 DBParameterGroupFamily=family_of(ctx.generation(clone)),
-                Description=f"binary logging for {ctx.runbook.clone.cluster} (replicator)",
+                Description=(
+                    f"binary logging for {ctx.runbook.clone.cluster} (replicator)"
+                ),
             )
             ctx.rds.call(
                 "modify_db_cluster",

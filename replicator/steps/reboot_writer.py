@@ -97,7 +97,8 @@ def wait_instance_available(
         if status in FAILED_STATES:
             raise StepFailed(
                 f"instance {instance} is {status}",
-                hint=f"look at the RDS events and logs of {instance}; nothing was deleted",
+                hint=f"look at the RDS events and logs of {instance}; "
+                "nothing was deleted",
             )
         return found if status == AVAILABLE else None
 

@@ -36,7 +36,12 @@ def user_ok(ctx: Context, session: Session) -> bool:
     if granted_privileges(lines) != {GLOBAL_SCOPE: REPLICATION_GRANTS}:
         return False
     probe = Session(
-        "replication-user", session.host, session.port, user, ctx.repl_password, ctx.log
+        "replication-user",
+        host=session.host,
+        port=session.port,
+        user=user,
+        password=ctx.repl_password,
+        log=ctx.log,
     )
     try:
         probe.query("SELECT 1", retry=False)

@@ -53,9 +53,8 @@ class StartReplication(Step):
 
     def check(self, ctx: Context) -> Outputs | None:
         status = clone_status(ctx)
-        if not configured_for_source(ctx, status):
+        if status is None or not configured_for_source(ctx, status):
             return None
-        assert status is not None
         if not (status.running or status.error_thread):
             return None
         return _outputs(ctx, status)

@@ -43,7 +43,13 @@ class UpgradeClone(Step):
     def apply(self, ctx: Context) -> Outputs:
         cluster = ctx.clone_cluster()
         target = ctx.runbook.clone.engine_version
-        assert target is not None
+        if target is None:
+            raise StepFailed(
+                "upgrade_clone needs clone.engine_version, which the runbook "
+                "does not set",
+                hint="set clone.engine_version in the runbook, or leave it out "
+                "to skip the upgrade",
+            )
         if cluster is None:
             raise StepFailed(
                 f"clone cluster {ctx.runbook.clone.cluster} does not exist"
@@ -79,6 +85,7 @@ class UpgradeClone(Step):
         if cluster is not None and str(cluster.get("Status")) in FAILED_STATES:
             raise StepFailed(
                 f"clone cluster is {cluster['Status']} after the upgrade request",
-                hint="look at the clone's RDS events and error log; nothing was deleted",
+                hint="look at the clone's RDS events and error log; "
+                "nothing was deleted",
             )
         return self.check(ctx)

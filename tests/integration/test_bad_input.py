@@ -155,6 +155,7 @@ def changes_since(sandbox: Sandbox, before: dict[str, int]) -> dict[str, Any]:
 
 
 def journal_path(root: Path, name: str = "sandbox") -> Path:
+    """Return where `run` keeps a runbook's journal when started in ``root``."""
     return root / ".replicator" / f"{name}.db"
 
 
@@ -168,6 +169,7 @@ def step_states(root: Path, name: str = "sandbox") -> dict[str, str] | None:
 
 
 def run_id(root: Path, name: str = "sandbox") -> str:
+    """Return the run id of a runbook's journal (made now when absent)."""
     with Journal.open(journal_path(root, name)) as journal:
         return journal.run_id
 
@@ -193,11 +195,10 @@ def attempt_run(
     return result, changes_since(sandbox, before)
 
 
-def set_password(runbook: Path, section: str, source: dict[str, str]) -> None:
-    """Replace a password source of a runbook (``source`` admin or ``replication``)."""
+def set_admin_password(runbook: Path, source: dict[str, str]) -> None:
+    """Replace the admin password source of a runbook (not merged into the old one)."""
     document = yaml.safe_load(runbook.read_text())
-    owner = document["source"]["admin"] if section == "source" else document[section]
-    owner["password"] = source
+    document["source"]["admin"]["password"] = source
     runbook.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
@@ -218,7 +219,7 @@ def runbook_error(path: Path, *problems: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-# --- the runbook --------------------------------------------------------------------
+# --- the runbook ----------------------------------------------------------------------
 
 
 def test_malformed_yaml_names_the_line(untouched: Sandbox, tmp_path: Path) -> None:
@@ -233,6 +234,7 @@ def test_malformed_yaml_names_the_line(untouched: Sandbox, tmp_path: Path) -> No
     assert result.code == 2
     assert result.stderr.startswith(f"error: runbook {runbook} has 1 problem:\n")
     assert f"  {runbook}:{line + 1}: (syntax): found " in result.stderr
+    assert "expected ',' or ']', but got ':'" in result.stderr
     assert result.stderr.endswith(f", expected valid YAML\n  next: {RERUN_HINT}\n")
     assert changed == UNCHANGED
     assert step_states(tmp_path) is None
@@ -268,6 +270,7 @@ def test_generation_is_not_a_runbook_key(untouched: Sandbox, tmp_path: Path) -> 
         " create_parameter_group, admin",
     )
     assert changed == UNCHANGED
+    assert step_states(tmp_path) is None
 
 
 def test_wrong_type_names_field_and_type(untouched: Sandbox, tmp_path: Path) -> None:
@@ -373,7 +376,7 @@ def test_unknown_log_format_is_refused(untouched: Sandbox, tmp_path: Path) -> No
     assert step_states(tmp_path) is None
 
 
-# --- password sources ----------------------------------------------------------------
+# --- password sources -----------------------------------------------------------------
 
 
 def test_missing_password_variable(untouched: Sandbox, tmp_path: Path) -> None:
@@ -406,7 +409,7 @@ def test_unreadable_password_file(
     if name == "a-directory":
         path.mkdir()
     runbook = write_runbook(tmp_path)
-    set_password(runbook, "source", {"file": str(path)})
+    set_admin_password(runbook, {"file": str(path)})
 
     result, changed = attempt_run(untouched, tmp_path, runbook)
 
@@ -444,7 +447,7 @@ def test_overlong_replication_password(untouched: Sandbox, tmp_path: Path) -> No
     assert step_states(tmp_path) == PREFLIGHT_FAILED
 
 
-# --- the world is not what the runbook says ----------------------------------------------
+# --- the world is not what the runbook says -------------------------------------------
 
 
 def test_missing_source_cluster(untouched: Sandbox, tmp_path: Path) -> None:
@@ -548,7 +551,7 @@ def test_target_version_older_than_source(untouched: Sandbox, tmp_path: Path) ->
     assert step_states(tmp_path) == PREFLIGHT_FAILED
 
 
-# --- problems the world reveals later -----------------------------------------------------
+# --- problems the world reveals later -------------------------------------------------
 
 LATE = "late"
 LATE_CLONE = "late-clone"
@@ -563,6 +566,7 @@ def status_document(sandbox: Sandbox, root: Path, runbook: Path) -> dict[str, An
 
 
 def states(document: dict[str, Any]) -> dict[str, str]:
+    """Return each step's state from a `status --json` document."""
     return {step["name"]: step["state"] for step in document["steps"]}
 
 
@@ -684,7 +688,7 @@ def test_purged_start_file_fails_with_retention_advice(
     assert document["replica"] is None
 
 
-# --- the generation comes from the engine version ------------------------------------------
+# --- the generation comes from the engine version -------------------------------------
 
 
 @pytest.fixture(scope="module")

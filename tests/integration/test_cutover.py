@@ -126,7 +126,10 @@ def test_cutover_renames_like_blue_green(migrated: dict[str, Any]) -> None:
 def test_every_acknowledged_write_is_on_the_new_primary(
     migrated: dict[str, Any],
 ) -> None:
-    """Writes acknowledged before the freeze (and after the switch) are on the new primary."""
+    """Every acknowledged write is on the new primary.
+
+    That covers writes acknowledged before the freeze and after the switch.
+    """
     sandbox = migrated["sandbox"]
     outcome = migrated["outcome"]
     new_primary = admin_connection(sandbox, "sandbox-source")
@@ -144,7 +147,8 @@ def test_new_primary_takes_app_writes_and_old_is_frozen(
     connection = app_connection(sandbox, "sandbox-source")
     query(
         connection,
-        "INSERT INTO shop.customers (email, name) VALUES ('after@cutover.test', 'After')",
+        "INSERT INTO shop.customers (email, name) "
+        "VALUES ('after@cutover.test', 'After')",
     )
     old = root_connection(sandbox, "sandbox-source-old1")
     locked = query(old, "SHOW CREATE USER 'shop_app'@'%'")[0][0]
@@ -196,11 +200,12 @@ def test_report_shows_timeline_and_downtime(migrated: dict[str, Any]) -> None:
     assert len(document["cutover"]) == 1
     assert 0 < document["cutover"][0]["write_downtime_s"] < 10
     assert document["lag"]["samples"] > 0
-    assert "## Cutover" in markdown and "Write downtime:" in markdown
+    assert "## Cutover" in markdown
+    assert "Write downtime:" in markdown
 
 
 def test_rollback_returns_writes_with_new_rows(migrated: dict[str, Any]) -> None:
-    """After reverse replication, rollback moves writes back with the new rows present."""
+    """After reverse replication, rollback moves writes back with the new rows."""
     sandbox, root = migrated["sandbox"], migrated["root"]
     connection = app_connection(sandbox, "sandbox-source")
     for n in range(5):
@@ -217,7 +222,8 @@ def test_rollback_returns_writes_with_new_rows(migrated: dict[str, Any]) -> None
     rows = query(back, "SELECT COUNT(*) FROM shop.customers WHERE name = 'Back'")
     query(
         back,
-        "INSERT INTO shop.customers (email, name) VALUES ('again@cutover.test', 'Again')",
+        "INSERT INTO shop.customers (email, name) "
+        "VALUES ('again@cutover.test', 'Again')",
     )
 
     assert set(found) == {"sandbox-source", "sandbox-clone"}
@@ -263,7 +269,8 @@ HOOK = """#!/bin/sh
 echo "$REPLICATOR_PHASE" >> {phases}
 if [ "$REPLICATOR_PHASE" = freeze ]; then
   mariadb --no-defaults -S {clone} -uroot -e "STOP SLAVE SQL_THREAD"
-  mariadb --no-defaults -S {source} -uroot -e "UPDATE shop.products SET stock = stock + 1"
+  mariadb --no-defaults -S {source} -uroot \\
+    -e "UPDATE shop.products SET stock = stock + 1"
 fi
 if [ "$REPLICATOR_PHASE" = unfreeze ]; then
   mariadb --no-defaults -S {clone} -uroot -e "START SLAVE SQL_THREAD"
@@ -362,7 +369,8 @@ def test_version_upgrade_path_v2_to_v3(tmp_path: Path) -> None:
         admin = admin_connection(sandbox, "sandbox-clone")
         with admin.cursor() as cursor:
             cursor.execute(
-                "SHOW PROCEDURE STATUS WHERE Db = 'mysql' AND Name LIKE 'rds_set_external%%'"
+                "SHOW PROCEDURE STATUS "
+                "WHERE Db = 'mysql' AND Name LIKE 'rds_set_external%%'"
             )
             procedures = sorted(row[1] for row in cursor.fetchall())
         source = admin_connection(sandbox)

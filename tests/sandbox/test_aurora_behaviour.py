@@ -592,7 +592,6 @@ def test_rds_kill_procedures_end_other_users_sessions(
     """
     sandbox = sandboxes[generation]
     cluster = describe_cluster(sandbox, SOURCE)
-    # MariaDB reports the interrupted SLEEP() as error 1317 (MySQL returns 1).
     app = pymysql.connect(
         host=cluster["Endpoint"],
         port=cluster["Port"],
@@ -612,7 +611,6 @@ def test_rds_kill_procedures_end_other_users_sessions(
     with admin_connection(sandbox) as admin:
         plain_kill = mysql_errno(admin, "KILL %s", (app_id,))
         sleeper = threading.Thread(target=sleep_long)
-        started = time.monotonic()
         sleeper.start()
         wait_for(
             lambda: query(
@@ -625,7 +623,6 @@ def test_rds_kill_procedures_end_other_users_sessions(
         )
         query(admin, "CALL mysql.rds_kill_query(%s)", (app_id,))
         sleeper.join(timeout=DEADLINE_S)
-        interrupted_after = time.monotonic() - started
         still_open = query(app, "SELECT 1")
         query(admin, "CALL mysql.rds_kill(%s)", (app_id,))
         wait_for(
@@ -643,8 +640,8 @@ def test_rds_kill_procedures_end_other_users_sessions(
     app.close()
 
     assert plain_kill == ER_KILL_DENIED
+    # MariaDB reports the interrupted SLEEP() as error 1317 (MySQL 8 returns 1).
     assert outcome == [ER_QUERY_INTERRUPTED]
-    assert interrupted_after < 30
     assert still_open == [(1,)]
     assert ended.value.args[0] in CR_CONNECTION_LOST
 
@@ -795,10 +792,11 @@ def test_clone_is_a_consistent_copy_taken_during_writes(
     """The clone's first writer holds the source as of the recorded binlog position.
 
     Rows are inserted into the source, one transaction each, before, during and
-    after the copy. The clone holds exactly the rows whose insert precedes the
-    position in the instance event ``Binlog position from crash recovery is
-    FILE POS`` (read from the source's binary log), the rest of the source's
-    data unchanged, and its users.
+    after the copy: the copy holds rows written after the writer was requested
+    and lacks rows written before it was available. It holds exactly the rows
+    whose insert precedes the position in the instance event ``Binlog position
+    from crash recovery is FILE POS`` (read from the source's binary log), the
+    rest of the source's data unchanged, and its users with their passwords.
     """
     sandbox = sandboxes[generation]
     ensure_binlog(sandbox)
@@ -808,10 +806,11 @@ def test_clone_is_a_consistent_copy_taken_during_writes(
     with ProbeWriter(sandbox) as writer:
         writer.wait_written(50)
         restore_clone(sandbox, CLONE)
+        requested = writer.written
         create_writer(sandbox, CLONE, CLONE_WRITER)
         wait_instance_available(sandbox, CLONE_WRITER)
-        copied_at = writer.written
-        writer.wait_written(copied_at + 20)
+        available = writer.written
+        writer.wait_written(available + 20)
     assert writer.failure is None, writer.failure
 
     positions = position_events(sandbox, CLONE_WRITER)
@@ -830,22 +829,23 @@ def test_clone_is_a_consistent_copy_taken_during_writes(
             "SELECT User FROM mysql.user WHERE User IN ('admin', 'shop_app') "
             "ORDER BY User",
         )
-    app_login = pymysql.connect(
+    with pymysql.connect(
         host="127.0.0.1",
         port=describe_cluster(sandbox, CLONE)["Port"],
         user="shop_app",
         password=sandbox.credentials["app"],
-    )
-    app_login.close()
+    ) as app:
+        app_reads = one_value(app, "SELECT COUNT(*) FROM shop.products")
 
     assert BINLOG_FILE.match(file)
     assert before | after == source_ids
-    assert before
-    assert after
+    assert max(before) > requested
+    assert min(after) <= available
     assert clone_ids == before
     del source_shop["clone_probe"], clone_shop["clone_probe"]
     assert clone_shop == source_shop
     assert clone_users == [("admin",), ("shop_app",)]
+    assert app_reads == len(source_shop["products"])
 
 
 # --- replication through the procedures -----------------------------------------------

@@ -21,7 +21,7 @@ import pytest
 
 from replicator.sandbox import manage
 from replicator.sandbox.mariadb import pid_alive
-from tests.helpers import REPO, cli, query
+from tests.helpers import REPO, cli, query, sandbox_env
 
 pytestmark = pytest.mark.sandbox
 
@@ -45,7 +45,11 @@ ER_TABLEACCESS_DENIED = 1142
 
 @dataclass
 class Started:
-    """The sandbox ``sandbox up --json`` started, as it described itself."""
+    """The sandbox ``sandbox up --json`` started, as it described itself.
+
+    ``env`` is the environment with the sandbox's variables exported, as an
+    operator has it after ``eval "$(replicator sandbox up)"``.
+    """
 
     root: Path
     document: dict[str, Any]
@@ -75,15 +79,17 @@ class Started:
 def started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]:
     """A sandbox started with ``replicator sandbox up --dir D --json``."""
     root = tmp_path_factory.mktemp("cli-sandbox") / "sandbox"
-    env = {
+    clean = {
         name: value
         for name, value in os.environ.items()
         if not name.startswith(("AWS_", "REPLICATOR_"))
     }
     try:
-        result = cli("sandbox", "up", "--dir", str(root), "--json", env=env, cwd=REPO)
+        result = cli("sandbox", "up", "--dir", str(root), "--json", env=clean, cwd=REPO)
         assert result.code == 0, result.stderr
-        yield Started(root, json.loads(result.stdout), env)
+        sandbox = manage.running(root)
+        assert sandbox is not None
+        yield Started(root, json.loads(result.stdout), sandbox_env(sandbox))
     finally:
         manage.down(root)
 

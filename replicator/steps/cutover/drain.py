@@ -12,6 +12,7 @@ import time
 
 from replicator.context import Context
 from replicator.errors import Halted, StepFailed
+from replicator.mysql.session import Session
 from replicator.mysql.status import BinlogCoordinates
 from replicator.steps.base import Outputs, Step
 from replicator.steps.cutover.direction import Direction, pair
@@ -72,10 +73,7 @@ class Drain(Step):
         )
 
 
-def _final_position(primary: object) -> BinlogCoordinates:
-    from replicator.mysql.session import Session
-
-    assert isinstance(primary, Session)
+def _final_position(primary: Session) -> BinlogCoordinates:
     last = primary.binlog_coordinates()
     still = 0
     while still < STILL_READS:

@@ -99,7 +99,8 @@ def _require_caught_up(
                     else f"io={status.io_running} sql={status.sql_running} "
                     f"error {status.last_sql_errno or status.last_io_errno}"
                 ),
-                hint="`replicator status` shows the replica; `replicator run` resumes catch-up",
+                hint="`replicator status` shows the replica; "
+                "`replicator run` resumes catch-up",
             )
         if source is not None and is_caught_up(status, source):
             return
@@ -115,7 +116,8 @@ def _require_no_unreviewed_skips(ctx: Context) -> None:
     if total and not ctx.accept_skips:
         raise Halted(
             f"{total} replication events were skipped during catch-up",
-            hint="review them with `replicator skips`, then cut over with --accept-skips",
+            hint="review them with `replicator skips`, "
+            "then cut over with --accept-skips",
         )
 
 
@@ -165,7 +167,8 @@ def _require_reverse_possible(
     if replica_sql.variable("log_bin") not in {"1", "ON"}:
         raise Halted(
             "binary logging is off on the clone: reverse replication needs it",
-            hint="`replicator run` turns it on when cutover.rollback is reverse_replication",
+            hint="`replicator run` turns it on "
+            "when cutover.rollback is reverse_replication",
         )
 
 

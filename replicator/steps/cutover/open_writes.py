@@ -9,11 +9,11 @@ start to this confirmation) is journaled.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from replicator.context import Context
 from replicator.errors import StepFailed
 from replicator.mysql.accounts import granted_privileges
+from replicator.mysql.session import Session
+from replicator.report import seconds_between
 from replicator.steps.base import Outputs, Step
 from replicator.steps.cutover.direction import FORWARD, Direction, pair
 from replicator.steps.cutover.freeze import (
@@ -66,7 +66,7 @@ class OpenWrites(Step):
             _keep_old_primary_frozen(ctx)
         opened = ctx.journal.now()
         started = str(ctx.journal.get_meta(f"{self.direction.prefix}freeze_started"))
-        downtime = _seconds_between(started, opened)
+        downtime = seconds_between(started, opened) or 0.0
         ctx.journal.record_event(
             self.direction.label,
             {
@@ -122,10 +122,7 @@ def _keep_old_primary_frozen(ctx: Context) -> None:
         ctx.log.info("old_primary_relocked", accounts=relocked)
 
 
-def _confirm_writable(session: object, accounts: list[tuple[str, str]]) -> None:
-    from replicator.mysql.session import Session
-
-    assert isinstance(session, Session)
+def _confirm_writable(session: Session, accounts: list[tuple[str, str]]) -> None:
     if session.variable("read_only") in {"1", "ON"}:
         raise StepFailed(
             "the new primary is still read-only", hint="check its DB parameter group"
@@ -138,13 +135,8 @@ def _confirm_writable(session: object, accounts: list[tuple[str, str]]) -> None:
         rows = session.query("SHOW GRANTS FOR %s@%s", account)
         scopes = granted_privileges([str(next(iter(r.values()))) for r in rows])
         if not any(
-            WRITE_PRIVILEGES <= set(p) or "ALL PRIVILEGES" in p for p in scopes.values()
+            set(p) >= WRITE_PRIVILEGES or "ALL PRIVILEGES" in p for p in scopes.values()
         ):
             raise StepFailed(
                 f"{account[0]}@{account[1]} has no write privileges on the new primary"
             )
-
-
-def _seconds_between(start: str, end: str) -> float:
-    parse = lambda text: datetime.fromisoformat(text.replace("Z", "+00:00"))  # noqa: E731
-    return round((parse(end) - parse(start)).total_seconds(), 3)

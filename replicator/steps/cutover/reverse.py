@@ -9,6 +9,7 @@ write can precede that position.
 from __future__ import annotations
 
 from replicator.context import Context
+from replicator.errors import StepFailed
 from replicator.steps.base import Outputs, Step
 from replicator.steps.cutover.direction import FORWARD, pair, writer_endpoint
 from replicator.steps.replication_user import create_user, user_ok
@@ -46,7 +47,13 @@ class ReverseReplication(Step):
         if not user_ok(ctx, new_sql):
             create_user(ctx, new_sql)
         position = new_sql.binlog_coordinates()
-        assert position is not None
+        if position is None:
+            raise StepFailed(
+                "binary logging is off on the new primary: reverse replication "
+                "has no position to start from",
+                hint="check log_bin and binlog_format in the new primary's "
+                "cluster parameter group, then run the cutover again",
+            )
         host, port = writer_endpoint(ctx, new)
         generation = ctx.generation(old)
         old_sql.call_rds(
@@ -84,10 +91,9 @@ class ReverseReplication(Step):
 def _running(ctx: Context, old: dict[str, object]) -> bool | None:
     status = ctx.session("primary", dict(old)).replica_status(ctx.generation(dict(old)))
     if status is not None and status.error_thread:
-        from replicator.errors import StepFailed
-
         raise StepFailed(
-            f"reverse replication failed: error {status.last_io_errno or status.last_sql_errno}: "
+            "reverse replication failed: error "
+            f"{status.last_io_errno or status.last_sql_errno}: "
             f"{status.last_io_error or status.last_sql_error}",
         )
     return True if status is not None and status.running else None

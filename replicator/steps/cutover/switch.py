@@ -12,6 +12,7 @@ from typing import Any
 
 from replicator.context import Context
 from replicator.errors import StepFailed
+from replicator.runbook import Route53Spec
 from replicator.steps.base import Outputs, Step
 from replicator.steps.cutover.direction import FORWARD, Direction, pair
 
@@ -37,7 +38,8 @@ class Switch(Step):
         if spec.switch == "route53":
             record = spec.route53.record if spec.route53 else "?"
             return [
-                f"route53:ChangeResourceRecordSets UPSERT CNAME {record} -> replica endpoint"
+                "route53:ChangeResourceRecordSets UPSERT CNAME "
+                f"{record} -> replica endpoint"
             ]
         return ["print the replica's endpoint (switch: none)"]
 
@@ -91,7 +93,8 @@ def _rename(ctx: Context, cluster: dict[str, Any], name: str) -> None:
         and taken["DbClusterResourceId"] != cluster["DbClusterResourceId"]
     ):
         raise StepFailed(
-            f"cannot rename {cluster['DBClusterIdentifier']} to {name}: the name is taken",
+            f"cannot rename {cluster['DBClusterIdentifier']} to {name}: "
+            "the name is taken",
             hint=f"rename or remove the cluster {name}, then run again",
         )
     ctx.rds.call(
@@ -126,9 +129,18 @@ def _route53(ctx: Context) -> Any:
     return boto3.client("route53", region_name=ctx.runbook.region)
 
 
-def _record_points_at(ctx: Context, replica: dict[str, Any]) -> bool:
+def _route53_spec(ctx: Context) -> Route53Spec:
     spec = ctx.runbook.cutover.route53
-    assert spec is not None
+    if spec is None:
+        raise StepFailed(
+            "cutover.switch is route53 but cutover.route53 is not set",
+            hint="set cutover.route53 {zone_id: ..., record: ...} in the runbook",
+        )
+    return spec
+
+
+def _record_points_at(ctx: Context, replica: dict[str, Any]) -> bool:
+    spec = _route53_spec(ctx)
     answer = _route53(ctx).list_resource_record_sets(
         HostedZoneId=spec.zone_id,
         StartRecordName=spec.record,
@@ -143,8 +155,7 @@ def _record_points_at(ctx: Context, replica: dict[str, Any]) -> bool:
 
 
 def _upsert_record(ctx: Context, replica: dict[str, Any]) -> None:
-    spec = ctx.runbook.cutover.route53
-    assert spec is not None
+    spec = _route53_spec(ctx)
     _route53(ctx).change_resource_record_sets(
         HostedZoneId=spec.zone_id,
         ChangeBatch={
