@@ -81,6 +81,7 @@ class Rds:
         self.log = log
         self.clock = clock or Clock()
         self.region = region
+        self.call_deadline_s = CALL_DEADLINE_S
         # Waits and retries are journaled for the run's report.
         self.record = record or (lambda _kind, _data: None)
 
@@ -90,18 +91,33 @@ class Rds:
         """Call an RDS operation, retrying transient failures until the deadline."""
         import tenacity
 
+        started = self.clock.monotonic()
+
+        def past_deadline(_state: Any) -> bool:
+            return self.clock.monotonic() - started >= self.call_deadline_s
+
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_transient),
             wait=tenacity.wait_random_exponential(
                 multiplier=BACKOFF_FIRST_S, max=BACKOFF_MAX_S
             ),
-            stop=tenacity.stop_after_delay(CALL_DEADLINE_S),
+            stop=past_deadline,
             sleep=self.clock.sleep,
             before_sleep=self._log_retry(operation),
             reraise=True,
         )
         method = getattr(self.client, operation)
-        return retrying(method, **kwargs)
+        try:
+            return retrying(method, **kwargs)
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            waited = round(self.clock.monotonic() - started)
+            raise StepFailed(
+                f"AWS kept failing {operation} for {waited}s; last error: {error}",
+                hint="AWS is throttling or unavailable: run the same command again "
+                "later; the journal keeps the state",
+            ) from error
 
     def _log_retry(self, operation: str) -> Callable[[Any], None]:
         def log(state: Any) -> None:
@@ -254,5 +270,7 @@ def make_client(region: str) -> Any:
     import boto3
     from botocore.config import Config
 
-    config = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=10)
+    config = Config(
+        retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=10
+    )
     return boto3.client("rds", region_name=region, config=config)
