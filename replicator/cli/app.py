@@ -351,11 +351,18 @@ def _exit_code_for(error: Exception | KeyboardInterrupt) -> int:
     return handler(error)
 
 
+def _print_traceback() -> None:
+    """Print the current traceback with every known secret masked."""
+    from replicator.secrets import MASKER
+
+    echo_err(MASKER.mask(traceback.format_exc()).rstrip())
+
+
 def _replicator_error(error: ReplicatorError) -> int:
     from replicator.secrets import MASKER
 
     if _debug["on"]:
-        traceback.print_exc()
+        _print_traceback()
     echo_err(MASKER.mask(f"error: {error}"))
     return int(error.exit_code)
 
@@ -412,7 +419,7 @@ def _unexpected_error(error: Exception) -> int:
     from replicator.secrets import MASKER
 
     if _debug["on"]:
-        traceback.print_exc()
+        _print_traceback()
     echo_err(MASKER.mask(f"error: unexpected {type(error).__name__}: {error}"))
     echo_err(
         "  next: run again with --debug for the traceback; the journal keeps the state"

@@ -158,7 +158,8 @@ class DataPlane:
         """
         server.start()
         rows = server.query(
-            "SELECT User, Host FROM mysql.user WHERE User = 'root' AND Host <> 'localhost'"
+            "SELECT User, Host FROM mysql.user "
+            "WHERE User = 'root' AND Host <> 'localhost'"
         )
         for row in rows:
             with server.root_connection() as connection, connection.cursor() as cursor:

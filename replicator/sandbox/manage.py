@@ -26,6 +26,7 @@ from typing import Any
 
 from replicator.errors import ReplicatorError, StepFailed
 from replicator.mysql.flavor import family_of, generation_of
+from replicator.sandbox.mariadb import pid_alive
 
 DEFAULT_DIR = Path(".replicator/sandbox")
 DEFAULT_ENGINE_VERSION = "8.0.mysql_aurora.3.05.2"
@@ -122,16 +123,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _credentials(root: Path) -> dict[str, str]:
     path = root / CREDENTIALS_FILE
     existing = _read_json(path)
@@ -152,7 +143,7 @@ def running(root: Path) -> Sandbox | None:
     """Return the sandbox running in ``root``, or None."""
     state = _read_json(root / STATE_FILE)
     credentials = _read_json(root / CREDENTIALS_FILE)
-    if state is None or credentials is None or not _alive(int(state["pid"])):
+    if state is None or credentials is None or not pid_alive(int(state["pid"])):
         return None
     return Sandbox(
         root=root,
@@ -213,7 +204,7 @@ def _wait_for_state(root: Path, pid: int) -> dict[str, Any]:
         state = _read_json(root / STATE_FILE)
         if state is not None and int(state["pid"]) == pid:
             return state
-        if not _alive(pid) or _zombie(pid):
+        if not pid_alive(pid) or _zombie(pid):
             break
         time.sleep(0.1)
     raise SandboxError(
@@ -304,12 +295,12 @@ def down(root: Path) -> list[int]:
     stopped: list[int] = []
     state = _read_json(root / STATE_FILE)
     servers = _read_json(root / "servers.json") or {}
-    if state is not None and _alive(int(state["pid"])):
+    if state is not None and pid_alive(int(state["pid"])):
         _request_shutdown(str(state["host"]), int(state["port"]))
         _wait_gone(int(state["pid"]))
         stopped.append(int(state["pid"]))
     for name, pid in (servers.get("servers") or {}).items():
-        if _alive(pid) and _is_our_server(pid, root / "servers" / name):
+        if pid_alive(pid) and _is_our_server(pid, root / "servers" / name):
             os.kill(pid, signal.SIGTERM)
             _wait_gone(pid)
             stopped.append(pid)
@@ -328,7 +319,7 @@ def _request_shutdown(host: str, port: int) -> None:
 def _wait_gone(pid: int) -> None:
     deadline = time.monotonic() + STOP_DEADLINE_S
     while time.monotonic() < deadline:
-        if not _alive(pid) or _zombie(pid):
+        if not pid_alive(pid) or _zombie(pid):
             return
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
@@ -353,7 +344,7 @@ def status(root: Path) -> tuple[bool, dict[str, Any]]:
         servers = sandbox.servers()
     except OSError:
         return False, {"control_plane": sandbox.endpoint_url, "servers": []}
-    healthy = bool(servers) and all(_alive(int(s["pid"])) for s in servers)
+    healthy = bool(servers) and all(pid_alive(int(s["pid"])) for s in servers)
     return healthy, {"control_plane": sandbox.endpoint_url, "servers": servers}
 
 

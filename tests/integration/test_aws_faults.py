@@ -80,6 +80,7 @@ def sandbox_module(
 def make_context(
     sandbox: Sandbox,
     root: Path,
+    *,
     monkeypatch: pytest.MonkeyPatch,
     register: Callable[[Any], None],
     clock: Clock | None = None,
@@ -123,7 +124,7 @@ def fail_first(count: int, status: int, code: str) -> Callable[[Any], None]:
 def test_throttling_is_retried_with_backoff_and_logged(
     sandbox_module: tuple[Sandbox, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Three throttled answers, then success: three logged retries with growing waits."""
+    """Three throttled answers, then success: three logged retries, then the answer."""
     sandbox, root = sandbox_module
     clock = FakeClock()
     ctx = make_context(
@@ -193,7 +194,7 @@ def _run_to_failure(ctx: Context) -> StepFailed:
 def test_clone_in_a_failed_state_stops_and_deletes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: str
 ) -> None:
-    """A clone cluster reported failed stops the run with its status; nothing deleted."""
+    """A clone cluster reported failed stops the run with its status; none deleted."""
     sandbox = start_sandbox(tmp_path / "sandbox")
     try:
 

@@ -185,7 +185,7 @@ def _popen(runbook: Path, sandbox: Sandbox, cwd: Path) -> subprocess.Popen[str]:
 
 
 def test_sigkill_during_catch_up_loses_and_repeats_no_skip(tmp_path: Path) -> None:
-    """SIGKILL at random moments while skipping: every conflict on record exactly once."""
+    """SIGKILL at random moments while skipping: each conflict recorded exactly once."""
     sandbox = start_sandbox(tmp_path / "sandbox")
     try:
         rule = {
