@@ -247,6 +247,7 @@ def verify(options: Options, pattern: str | None) -> dict[str, Any]:
                 clone,
                 pattern=pattern,
                 wait_clone_past=lambda where, seconds: _clone_past(ctx, where, seconds),
+                clone_control=ReplicaHold(ctx),
                 progress=lambda table, chunks, rows: ctx.log.debug(
                     "verify_progress", table=table, chunks=chunks, rows=rows
                 ),
@@ -282,6 +283,65 @@ def _raw_connection(ctx: Context, cluster: dict[str, Any]) -> Any:
         charset="utf8mb4",
         connect_timeout=10,
     )
+
+
+class ReplicaHold:
+    """Holds the clone's replica at a source position while verify re-reads.
+
+    Pause with ``rds_stop_replication``, apply up to exactly a position with
+    ``rds_start_replication_until``, resume with ``rds_start_replication``.
+    A replica that is not running cleanly is never held.
+    """
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.available = True
+
+    def pause(self) -> bool:
+        if not self.available:
+            return False
+        session = self.ctx.clone_sql()
+        status = session.replica_status(self.ctx.clone_generation())
+        if status is None or not status.running or status.error_thread:
+            return False
+        session.call_rds(self.ctx.clone_generation(), "stop_replication")
+        return True
+
+    def run_until(self, coordinates: Any, timeout: float) -> bool:
+        import time
+
+        import pymysql
+
+        from replicator.mysql.errors import ER_SP_DOES_NOT_EXIST
+        from replicator.mysql.session import mysql_errno
+
+        session = self.ctx.clone_sql()
+        generation = self.ctx.clone_generation()
+        try:
+            session.call_rds(
+                generation,
+                "start_replication_until",
+                coordinates.file,
+                coordinates.position,
+            )
+        except pymysql.err.MySQLError as error:
+            if mysql_errno(error) != ER_SP_DOES_NOT_EXIST:
+                raise
+            self.available = False
+            self.ctx.log.warning("verify_cannot_hold_replica", error=str(error))
+            return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = session.replica_status(generation)
+            if status is None or status.error_thread:
+                return False
+            if not status.sql_ok and status.exec_coordinates == coordinates:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def resume(self) -> None:
+        self.ctx.clone_sql().call_rds(self.ctx.clone_generation(), "start_replication")
 
 
 def _clone_past(ctx: Context, where: Any, seconds: float) -> bool:

@@ -49,9 +49,10 @@ A moving source
 ---------------
 The first comparison of a chunk reads both sides at once. When they differ the
 chunk is re-checked: the source side is read inside a consistent snapshot
-together with the binary log coordinates of that snapshot, the caller's
-``wait_clone_past`` waits until the clone has executed past them, then the
-clone side is read. Only chunks that still differ after ``rechecks`` re-checks
+together with the binary log coordinates of that snapshot, and the clone side
+is read as of exactly those coordinates (the caller's ``clone_control`` pauses
+the replica and lets it apply events up to them), or, without a clone
+control, once ``wait_clone_past`` says the clone has executed past them. Only chunks that still differ after ``rechecks`` re-checks
 are reported; for chunks of at most ``KEY_LIST_LIMIT`` rows the re-checks read
 each row's checksum too and the report names the differing primary keys.
 
@@ -60,9 +61,9 @@ Limitations
 Numbers are compared in the text form the server prints: a FLOAT or DOUBLE
 printed differently by two major versions (a clone upgraded from 5.7 to 8.0)
 shows as a difference. A table without a primary key is read in one query,
-however large. A chunk that keeps changing faster than the clone applies it
-can still be reported after every re-check; verify again when writes are
-quiet.
+however large. Without a clone control (a server
+without ``rds_start_replication_until``) a chunk that keeps changing can still
+be reported after every re-check; verify again when writes are quiet.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as time_of_day
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias
 
 import pymysql.cursors
 
@@ -89,6 +90,21 @@ if TYPE_CHECKING:
 
 Key: TypeAlias = tuple[Any, ...]
 WaitClonePast: TypeAlias = Callable[[BinlogCoordinates, float], bool]
+
+
+class CloneControl(Protocol):
+    """Holds the clone's replica at an exact source position for a re-check."""
+
+    def pause(self) -> bool:
+        """Stop applying events; False when the clone cannot be held."""
+
+    def run_until(self, coordinates: BinlogCoordinates, timeout: float) -> bool:
+        """Apply events up to exactly ``coordinates`` and stop there."""
+
+    def resume(self) -> None:
+        """Apply events again."""
+
+
 Progress: TypeAlias = Callable[[str, int, int], None]
 
 SYSTEM_SCHEMAS: Final = ("mysql", "information_schema", "performance_schema", "sys")
@@ -649,6 +665,7 @@ class _Settings:
     """How chunks are compared and re-checked."""
 
     wait_clone_past: WaitClonePast
+    clone_control: CloneControl | None
     chunk_time: float | None
     chunk_rows: int
     rechecks: int
@@ -751,11 +768,7 @@ class _Verifier:
             KEY_LIST_LIMIT
         )
         for _ in range(self.settings.rechecks):
-            source_sum, coordinates = read_source_snapshot(
-                self.source, shape, chunk, by_row=by_row
-            )
-            self.settings.wait_clone_past(coordinates, self.settings.wait_timeout)
-            clone_sum = read_checksum(self.clone, shape, chunk, by_row=by_row)
+            source_sum, clone_sum = self._read_at_one_point(shape, chunk, by_row)
             if source_sum.matches(clone_sum):
                 return _Outcome(source_sum.rows, None)
 
@@ -769,6 +782,36 @@ class _Verifier:
             keys=differing_keys(source_sum, clone_sum),
         )
         return _Outcome(source_sum.rows, diff)
+
+    def _read_at_one_point(
+        self, shape: TableShape, chunk: Chunk, by_row: bool
+    ) -> tuple[ChunkSum, ChunkSum]:
+        """Read both sides of a chunk as of the same source position.
+
+        With a clone control the replica is paused first, the source is read
+        in a snapshot at coordinates S (at or past where the replica stopped),
+        and the replica applies events up to exactly S before the clone side is
+        read: the two reads see the same transactions even under a steady
+        write load. Without one (or when the clone cannot be held) the clone
+        is read once it has executed at or past S, which a chunk written
+        continuously may never match.
+        """
+        control = self.settings.clone_control
+        held = control is not None and control.pause()
+        try:
+            source_sum, coordinates = read_source_snapshot(
+                self.source, shape, chunk, by_row=by_row
+            )
+            timeout = self.settings.wait_timeout
+            if not (
+                held and control is not None and control.run_until(coordinates, timeout)
+            ):
+                self.settings.wait_clone_past(coordinates, timeout)
+            clone_sum = read_checksum(self.clone, shape, chunk, by_row=by_row)
+        finally:
+            if held and control is not None:
+                control.resume()
+        return source_sum, clone_sum
 
 
 def _timed_checksum(
@@ -817,6 +860,7 @@ def verify(
     *,
     pattern: str | None = None,
     wait_clone_past: WaitClonePast,
+    clone_control: CloneControl | None = None,
     chunk_time: float | None = DEFAULT_CHUNK_TIME_S,
     chunk_rows: int = INITIAL_CHUNK_ROWS,
     rechecks: int = DEFAULT_RECHECKS,
@@ -828,6 +872,8 @@ def verify(
     ``wait_clone_past(coordinates, timeout)`` must return once the clone has
     executed the source's binary log past ``coordinates``, False after
     ``wait_timeout`` seconds; the re-check then compares what the clone has.
+    ``clone_control``, when given, holds the replica at exactly the source
+    snapshot's position for each re-check instead (see ``CloneControl``).
     ``chunk_time`` None keeps ``chunk_rows`` fixed. With ``rechecks=0`` a
     differing chunk is reported at once, without keys. ``progress`` is called
     with (``schema.table``, chunks done, rows done) after every chunk. Raises
@@ -843,7 +889,13 @@ def verify(
 
     started = _utc_now()
     settings = _Settings(
-        wait_clone_past, chunk_time, chunk_rows, rechecks, wait_timeout, progress
+        wait_clone_past,
+        clone_control,
+        chunk_time,
+        chunk_rows,
+        rechecks,
+        wait_timeout,
+        progress,
     )
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify") as pool:
         verifier = _Verifier(source, clone, settings, pool)

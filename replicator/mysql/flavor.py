@@ -45,6 +45,7 @@ class Procedures:
     set_external_source: str
     set_external_source_auto_position: str
     start_replication: str
+    start_replication_until: str
     stop_replication: str
     reset_external_source: str
     skip_repl_error: str
@@ -63,6 +64,9 @@ PROCEDURES: Final = MappingProxyType(
                 "mysql.rds_set_external_master_with_auto_position"
             ),
             start_replication="mysql.rds_start_replication",
+            # Aurora MySQL 3.04 and later; older versions answer 1305 and verify
+            # falls back to waiting for the clone (see replicator.verify).
+            start_replication_until="mysql.rds_start_replication_until",
             stop_replication="mysql.rds_stop_replication",
             reset_external_source="mysql.rds_reset_external_master",
             skip_repl_error="mysql.rds_skip_repl_error",
@@ -78,6 +82,9 @@ PROCEDURES: Final = MappingProxyType(
                 "mysql.rds_set_external_source_with_auto_position"
             ),
             start_replication="mysql.rds_start_replication",
+            # Aurora MySQL 3.04 and later; older versions answer 1305 and verify
+            # falls back to waiting for the clone (see replicator.verify).
+            start_replication_until="mysql.rds_start_replication_until",
             stop_replication="mysql.rds_stop_replication",
             reset_external_source="mysql.rds_reset_external_source",
             skip_repl_error="mysql.rds_skip_repl_error",

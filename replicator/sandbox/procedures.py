@@ -84,6 +84,20 @@ BEGIN
   START SLAVE;
   SELECT 'Replica running normally.' AS Message;
 END""",
+        p.start_replication_until: f"""
+CREATE DEFINER={DEFINER} PROCEDURE {p.start_replication_until}(
+  IN replication_log_file VARCHAR(255), IN replication_stop_point BIGINT)
+SQL SECURITY DEFINER
+BEGIN
+  SET @rds_stmt = CONCAT('START SLAVE UNTIL MASTER_LOG_FILE=',
+    QUOTE(replication_log_file),
+    ', MASTER_LOG_POS=', CAST(replication_stop_point AS UNSIGNED));
+  PREPARE rds_stmt FROM @rds_stmt;
+  SET @rds_stmt = NULL;
+  EXECUTE rds_stmt;
+  DEALLOCATE PREPARE rds_stmt;
+  SELECT 'Replica will stop at the given position.' AS Message;
+END""",
         p.stop_replication: f"""
 CREATE DEFINER={DEFINER} PROCEDURE {p.stop_replication}()
 SQL SECURITY DEFINER
