@@ -52,8 +52,9 @@ chunk is re-checked: the source side is read inside a consistent snapshot
 together with the binary log coordinates of that snapshot, and the clone side
 is read as of exactly those coordinates (the caller's ``clone_control`` pauses
 the replica and lets it apply events up to them), or, without a clone
-control, once ``wait_clone_past`` says the clone has executed past them. Only chunks that still differ after ``rechecks`` re-checks
-are reported; for chunks of at most ``KEY_LIST_LIMIT`` rows the re-checks read
+control, once ``wait_clone_past`` says the clone has executed past them.
+Only chunks that still differ after ``rechecks`` re-checks are reported; for
+chunks of at most ``KEY_LIST_LIMIT`` rows the re-checks read
 each row's checksum too and the report names the differing primary keys.
 
 Limitations
