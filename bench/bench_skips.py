@@ -94,23 +94,27 @@ class Bench:
         base = {k: v for k, v in os.environ.items() if not k.startswith("REPLICATOR_")}
         return {**base, **self.sandbox.environment()}
 
-    def replicator(self, *args: str) -> subprocess.Popen[str]:
-        """Start ``python -m replicator ARGS`` in the bench directory."""
-        return subprocess.Popen(
-            [sys.executable, "-m", "replicator", *args],
-            env=self.environment(),
-            cwd=self.root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    def start_run(self, log: Path) -> subprocess.Popen[bytes]:
+        """Start ``replicator run RUNBOOK --yes``, its output going to ``log``.
+
+        A file, not a pipe: a run that skips thousands of events writes more
+        log lines than a pipe holds, and would block while nobody reads.
+        """
+        with log.open("ab") as output:
+            return subprocess.Popen(
+                [sys.executable, "-m", "replicator", "run", str(self.runbook), "--yes"],
+                env=self.environment(),
+                cwd=self.root,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
 
     def run(self) -> None:
         """Run ``replicator run`` to the end; fail unless it exits 0."""
-        process = self.replicator("run", str(self.runbook), "--yes")
-        _, stderr = process.communicate()
-        if process.returncode != 0:
-            raise BenchError(f"replicator run exited {process.returncode}: {stderr}")
+        log = self.root / "replicator-run.log"
+        code = self.start_run(log).wait()
+        if code != 0:
+            raise BenchError(f"replicator run exited {code}; see {log}")
 
     def root_connection(self, cluster: str) -> pymysql.connections.Connection[Any]:
         """Connect as a writer's operator (root over its socket)."""
@@ -199,6 +203,8 @@ def caught_up(
     with clone.cursor(pymysql.cursors.DictCursor) as cursor:
         cursor.execute("SHOW SLAVE STATUS")
         row = cursor.fetchone()
+    if row is None:
+        raise BenchError("the clone has no replication configured")
     running = (row["Slave_IO_Running"], row["Slave_SQL_Running"]) == ("Yes", "Yes")
     executed = (row["Relay_Master_Log_File"], row["Exec_Master_Log_Pos"])
     return running and executed == source
@@ -258,15 +264,16 @@ def clear_with_replicator(bench: Bench, keys: range) -> dict[str, Any]:
     source = diverge(bench, keys)
     skips_before = bench.journal_skips()
 
+    log = bench.root / "replicator-skips.log"
     started = time.monotonic()
     bench.call_on_clone("rds_start_replication")
-    process = bench.replicator("run", str(bench.runbook), "--yes")
+    process = bench.start_run(log)
     cleared = wait_caught_up(bench, source)
-    _, stderr = process.communicate(timeout=CLEAR_DEADLINE_S)
+    code = process.wait(timeout=CLEAR_DEADLINE_S)
     exited = time.monotonic()
 
-    if process.returncode != 0:
-        raise BenchError(f"replicator run exited {process.returncode}: {stderr}")
+    if code != 0:
+        raise BenchError(f"replicator run exited {code}: {log.read_text()[-3000:]}")
     journaled = bench.journal_skips() - skips_before
     if journaled != len(keys):
         raise BenchError(f"{journaled} skip records journaled, expected {len(keys)}")

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from replicator import policy
@@ -98,15 +99,20 @@ class CatchUp:
         self.spec = ctx.runbook.catch_up
         self.state = CatchUpState()
 
-    @property
+    # Resolved once per loop: each resolution describes the cluster through the
+    # RDS API, and a loop that polls every second (and skips thousands of
+    # events) would otherwise make several API calls per poll and per skip,
+    # slow and throttled on a real account. The endpoints cannot change while
+    # the loop runs: renames happen in cutover, which waits for the lock.
+    @cached_property
     def source(self) -> Session:
         return self.ctx.source_sql()
 
-    @property
+    @cached_property
     def clone(self) -> Session:
         return self.ctx.clone_sql()
 
-    @property
+    @cached_property
     def generation(self) -> Generation:
         return self.ctx.clone_generation()
 
@@ -372,12 +378,16 @@ class CatchUp:
 
     def _skips_last_minute(self) -> dict[str, int]:
         since = utc_iso(self._journal_now() - timedelta(minutes=1))
-        rules = {rule.name for rule in self.spec.skip_policy if rule.name}
+        rules = {rule.name for rule in self.spec.skip_policy if rule.max_per_minute}
         return {
             rule: self.ctx.journal.skips_for_rule_since(rule, since) for rule in rules
         }
 
     def _window_frees_in(self) -> float:
+        # Reading every skip of the journal on every error made clearing N
+        # events cost O(N^2); only a rule with max_per_minute needs the window.
+        if not any(rule.max_per_minute for rule in self.spec.skip_policy):
+            return 0.0
         now = self._journal_now()
         since = now - timedelta(minutes=1)
         times = [
