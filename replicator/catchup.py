@@ -24,7 +24,7 @@ from typing import Any
 
 from replicator import policy
 from replicator.context import Context
-from replicator.errors import Halted, StepFailed
+from replicator.errors import HaltedError, StepFailedError
 from replicator.journal import LagSample, SkipRecord, utc_iso
 from replicator.mysql import errors as codes
 from replicator.mysql.event_table import (
@@ -116,7 +116,7 @@ class CatchUp:
     def generation(self) -> Generation:
         return self.ctx.clone_generation()
 
-    # --- the loop ------------------------------------------------------------------
+    # --- the loop ---------------------------------------------------------------------
 
     def run(self, *, until_caught_up: bool = True) -> dict[str, Any]:
         """Poll until caught up for ``stable_polls`` polls (or forever for watch)."""
@@ -129,10 +129,11 @@ class CatchUp:
             if until_caught_up and self.state.stable >= self.spec.stable_polls:
                 return self._outputs(poll)
             if self.ctx.clock.monotonic() - started > deadline:
-                raise StepFailed(
+                raise StepFailedError(
                     f"not caught up after {round(deadline)}s "
                     f"({poll.bytes_behind} bytes behind)",
-                    hint="run `replicator watch` to keep going, or raise timeouts.catch_up",
+                    hint="run `replicator watch` to keep going, or raise "
+                    "timeouts.catch_up",
                 )
             if poll.status.error_thread is None:
                 self.ctx.clock.sleep(self.spec.poll_interval)
@@ -168,12 +169,12 @@ class CatchUp:
             "caught_up_at": utc_iso(datetime.now(UTC)),
         }
 
-    # --- reading ---------------------------------------------------------------------
+    # --- reading ----------------------------------------------------------------------
 
     def _source_coordinates(self) -> BinlogCoordinates:
         coordinates = self.source.binlog_coordinates()
         if coordinates is None:
-            raise StepFailed(
+            raise StepFailedError(
                 "binary logging is off on the source",
                 hint="the source writer was restarted without binlog_format; "
                 "check its parameter group",
@@ -183,7 +184,7 @@ class CatchUp:
     def _replica_status(self) -> ReplicaStatus:
         status = self.clone.replica_status(self.generation)
         if status is None:
-            raise StepFailed(
+            raise StepFailedError(
                 "the clone has no replication configured",
                 hint="run `replicator run` to configure it",
             )
@@ -209,7 +210,8 @@ class CatchUp:
             "(id TINYINT PRIMARY KEY, ts DATETIME(6) NOT NULL)"
         )
         self.source.execute(
-            f"INSERT INTO {HEARTBEAT_SCHEMA}.heartbeat (id, ts) VALUES (1, UTC_TIMESTAMP(6)) "
+            f"INSERT INTO {HEARTBEAT_SCHEMA}.heartbeat (id, ts) "
+            "VALUES (1, UTC_TIMESTAMP(6)) "
             "ON DUPLICATE KEY UPDATE ts = VALUES(ts)"
         )
         try:
@@ -260,7 +262,7 @@ class CatchUp:
             )
             self.state.stall_reported = True
 
-    # --- threads stopped -----------------------------------------------------------------
+    # --- threads stopped --------------------------------------------------------------
 
     def _start_stopped_threads(self, status: ReplicaStatus) -> None:
         if status.io_running == "Connecting":
@@ -296,12 +298,13 @@ class CatchUp:
             self.clone.call_rds(self.generation, "start_replication")
             self.ctx.clock.sleep(1.0)
 
-    # --- errors ---------------------------------------------------------------------------
+    # --- errors -----------------------------------------------------------------------
 
     def handle_error(self, status: ReplicaStatus) -> None:
         """Apply the skip policy to the replica's current error."""
         thread = status.error_thread
-        assert thread is not None
+        if thread is None:
+            return
         errno, text = self._error_of(status, thread)
         if thread == "io" and errno in NETWORK_ERRORS:
             self._tolerate_network_error(errno, text)
@@ -340,7 +343,7 @@ class CatchUp:
             self.ctx.clock.sleep(decision.wait_seconds)
         else:
             message, hint = diagnose(self.ctx, status, errno, text, decision.reason)
-            raise Halted(message, hint=hint)
+            raise HaltedError(message, hint=hint)
 
     def _error_of(self, status: ReplicaStatus, thread: str) -> tuple[int, str]:
         if thread == "io":
@@ -361,10 +364,12 @@ class CatchUp:
         if now - self.state.network_error_since < NETWORK_GRACE_S:
             self.ctx.clock.sleep(self.spec.poll_interval)
             return
-        raise Halted(
-            f"the clone has not reached the source for {round(now - self.state.network_error_since)}s: "
+        raise HaltedError(
+            "the clone has not reached the source for "
+            f"{round(now - self.state.network_error_since)}s: "
             f"error {errno}: {text}",
-            hint="check the security groups (the clone's groups must reach the source's "
+            hint="check the security groups (the clone's groups must reach the "
+            "source's "
             "port), the source endpoint, and TLS settings (replication.tls)",
         )
 
@@ -402,7 +407,7 @@ class CatchUp:
             (min(recent) + timedelta(minutes=1) - now).total_seconds(),
         )
 
-    # --- skipping ----------------------------------------------------------------------------
+    # --- skipping ---------------------------------------------------------------------
 
     def _skip(
         self,
@@ -414,7 +419,9 @@ class CatchUp:
     ) -> None:
         executed = status.exec_coordinates
         if executed is None:
-            raise StepFailed("the replica reports an error but no executed position")
+            raise StepFailedError(
+                "the replica reports an error but no executed position"
+            )
         record = SkipRecord(
             time=self.ctx.journal.now(),
             rule=decision.rule or "",
@@ -455,7 +462,7 @@ class CatchUp:
                 return
             time.sleep(0.05)
         self.ctx.journal.void_skip(skip_id)
-        raise StepFailed(
+        raise StepFailedError(
             f"skipping the event at {where} did not move the replica",
             hint="read SHOW REPLICA STATUS on the clone; the skip was not recorded",
         )
@@ -484,7 +491,7 @@ class CatchUp:
     ) -> None:
         read = status.read_coordinates
         if read is None:
-            raise StepFailed("the replica reports error 1236 but no read position")
+            raise StepFailedError("the replica reports error 1236 but no read position")
         index = parse_binlog_file_index(read.file)
         record = SkipRecord(
             time=self.ctx.journal.now(),
@@ -550,22 +557,28 @@ def _next_action(ctx: Context, errno: int, table: str) -> str:
         return (
             "binlog retention too short: the source purged a binlog the clone still "
             f"needed; a retention of at least {needed} hours would have kept it. Raise "
-            "replication.binlog_retention_hours and recreate the clone (`abort`, `run`), "
+            "replication.binlog_retention_hours and recreate the clone "
+            "(`abort`, `run`), "
             "or add a next_log rule for 1236 to move on and record the loss"
         )
     if errno == codes.ER_ACCESS_DENIED:
         return (
-            f"the clone cannot log in to the source as {ctx.runbook.replication.user!r}: "
+            "the clone cannot log in to the source as "
+            f"{ctx.runbook.replication.user!r}: "
             "check the user exists with its grants and the password source, then "
             "`replicator run` (the replication_user step re-creates it); the clone "
             "keeps the password replication was started with, so a password changed "
             "in the runbook since then must be put back"
         )
     if errno == codes.ER_NO_SUCH_TABLE:
-        return f"{table} is missing on the clone: the schemas differ; create it there, then `replicator run`"
+        return (
+            f"{table} is missing on the clone: the schemas differ; create it "
+            "there, then `replicator run`"
+        )
     return (
         f"fix the row on the clone, or add a skip rule for error {errno} on {table} if "
-        "losing the event is acceptable, then `replicator run` (the failed event is retried once)"
+        "losing the event is acceptable, then `replicator run` (the failed event "
+        "is retried once)"
     )
 
 

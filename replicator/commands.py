@@ -16,9 +16,12 @@ from typing import Any
 import structlog
 
 from replicator.context import Context
+from replicator.engine import RunResult
 from replicator.journal import Journal
 from replicator.logs import get_logger
 from replicator.runbook import Runbook, load_runbook
+
+REPORTING_RECONNECT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ def open_context(options: Options, command: str, *, lock: bool) -> Iterator[Cont
     """Load the runbook, open the journal (and lock), yield the context."""
     runbook = load_runbook(options.runbook)
     state = options.state or runbook.default_state_path()
-    journal = Journal.open(state, mask=_mask)
+    journal = _open_journal(state)
     structlog.contextvars.bind_contextvars(run=journal.run_id, runbook=runbook.name)
     log = get_logger(command=command)
     ctx = Context(runbook=runbook, journal=journal, log=log, yes=options.yes)
@@ -51,6 +54,20 @@ def open_context(options: Options, command: str, *, lock: bool) -> Iterator[Cont
         structlog.contextvars.clear_contextvars()
 
 
+def _open_journal(state: Path) -> Journal:
+    import sqlite3
+
+    from replicator.errors import InputError
+
+    try:
+        return Journal.open(state, mask=_mask)
+    except (sqlite3.OperationalError, OSError) as error:
+        raise InputError(
+            f"cannot open the journal {state}: {error}",
+            hint="give --state a path in a writable directory",
+        ) from None
+
+
 def _mask(text: str) -> str:
     from replicator.secrets import MASKER
 
@@ -64,6 +81,15 @@ def run(options: Options) -> dict[str, Any]:
 
     with open_context(options, "run", lock=True) as ctx:
         ctx.resolve_secrets()
+        if _past_replication(ctx):
+            from replicator.undo import phase
+
+            return {
+                "changed": False,
+                "phase": phase(ctx),
+                "steps": [],
+                "status": _status_document(ctx),
+            }
         result = run_steps(ctx, RUN_STEPS)
         return {
             "changed": result.changed,
@@ -85,6 +111,7 @@ def plan(options: Options) -> list[dict[str, Any]]:
 def status(options: Options) -> dict[str, Any]:
     """Return steps, timings, live replica state and skip counts."""
     with open_context(options, "status", lock=False) as ctx:
+        ctx.reconnect_deadline_s = REPORTING_RECONNECT_S
         return _status_document(ctx)
 
 
@@ -186,6 +213,7 @@ def watch(options: Options, on_poll: Any) -> None:
 
     with open_context(options, "watch", lock=True) as ctx:
         ctx.resolve_secrets()
+        _require_replicating(ctx, "watch")
         CatchUp(ctx, on_poll=on_poll).run(until_caught_up=False)
 
 
@@ -203,6 +231,9 @@ def cutover(options: Options, *, accept_skips: bool, force: bool) -> dict[str, A
         ctx.accept_skips = accept_skips
         ctx.force = force
         ctx.resolve_secrets()
+        _refuse_after_rollback(ctx)
+        if ctx.journal.is_done("open_writes"):
+            return _switch_result(ctx, RunResult([]), "switch", "open_writes")
         result = run_steps(ctx, CUTOVER_STEPS)
         return _switch_result(ctx, result, "switch", "open_writes")
 
@@ -214,8 +245,47 @@ def rollback(options: Options) -> dict[str, Any]:
 
     with open_context(options, "rollback", lock=True) as ctx:
         ctx.resolve_secrets()
+        if ctx.journal.is_done("rollback_open_writes"):
+            return _switch_result(
+                ctx, RunResult([]), "rollback_switch", "rollback_open_writes"
+            )
         result = run_steps(ctx, ROLLBACK_STEPS)
         return _switch_result(ctx, result, "rollback_switch", "rollback_open_writes")
+
+
+def _past_replication(ctx: Context) -> bool:
+    """Tell (and log) whether the run has moved past replication into cutover."""
+    from replicator.undo import REPLICATING, phase
+
+    where = phase(ctx)
+    if where != REPLICATING:
+        ctx.log.info("nothing_to_run", phase=where)
+    return where != REPLICATING
+
+
+def _require_replicating(ctx: Context, command: str) -> None:
+    from replicator.errors import HaltedError
+    from replicator.undo import REPLICATING, phase
+
+    where = phase(ctx)
+    if where != REPLICATING:
+        raise HaltedError(
+            f"{command}: this run is {where}; the clone no longer replicates "
+            "from the source",
+            hint="`replicator status` and `replicator report` show the run",
+        )
+
+
+def _refuse_after_rollback(ctx: Context) -> None:
+    from replicator.errors import HaltedError
+    from replicator.undo import ROLLED_BACK, phase
+
+    if phase(ctx) == ROLLED_BACK:
+        raise HaltedError(
+            "this run was rolled back; its clone no longer replicates from the source",
+            hint="start a new attempt: `replicator abort` (removes the clone), "
+            "then `replicator run`",
+        )
 
 
 def _switch_result(
@@ -232,14 +302,19 @@ def verify(options: Options, pattern: str | None) -> dict[str, Any]:
     """Compare source and clone; journal the result for cutover's guardrail."""
     from replicator.verify import verify as compare
 
-    with open_context(options, "verify", lock=False) as ctx:
+    # verify holds the replica at positions while it re-reads chunks: it takes
+    # the lock so that no catch-up loop restarts a held replica meanwhile.
+    with open_context(options, "verify", lock=True) as ctx:
         ctx.resolve_secrets()
+        _require_replicating(ctx, "verify")
         source = _raw_connection(ctx, ctx.source_cluster())
         clone_cluster = ctx.clone_cluster()
         if clone_cluster is None:
-            from replicator.errors import StepFailed
+            from replicator.errors import StepFailedError
 
-            raise StepFailed("there is no clone to verify", hint="run `replicator run`")
+            raise StepFailedError(
+                "there is no clone to verify", hint="run `replicator run`"
+            )
         clone = _raw_connection(ctx, clone_cluster)
         try:
             report = compare(

@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Any
 
 from replicator.aws.rds import Clock, Rds, make_client
-from replicator.errors import ConfirmationRequired, InputError, StepFailed
+from replicator.errors import ConfirmationRequiredError, InputError, StepFailedError
 from replicator.journal import Journal
 from replicator.mysql.flavor import Generation, generation_of
 from replicator.mysql.session import Session
@@ -43,6 +43,9 @@ class Context:
     confirm: Callable[[str], bool] | None = None
     accept_skips: bool = False
     force: bool = False
+    # How long a session keeps reconnecting to a restarting server; commands
+    # that only report use a short one.
+    reconnect_deadline_s: float = 180.0
     _sessions: dict[str, Session] = field(default_factory=dict)
 
     # --- secrets --------------------------------------------------------------------
@@ -123,7 +126,7 @@ class Context:
         """Return the clone cluster's description; it must exist."""
         cluster = self.clone_cluster()
         if cluster is None:
-            raise StepFailed(
+            raise StepFailedError(
                 f"clone cluster {self.runbook.clone.cluster!r} does not exist",
                 hint="run `replicator run` to create it",
             )
@@ -149,7 +152,7 @@ class Context:
         """Return the admin session on the clone writer."""
         cluster = self.clone_cluster()
         if cluster is None:
-            raise StepFailed(
+            raise StepFailedError(
                 f"clone cluster {self.runbook.clone.cluster!r} does not exist"
             )
         return self._session("clone", cluster)
@@ -163,7 +166,7 @@ class Context:
         for cluster in self.rds.clusters():
             if cluster.get("DbClusterResourceId") == resource_id:
                 return cluster
-        raise StepFailed(
+        raise StepFailedError(
             f"no cluster has resource id {resource_id}",
             hint="was a cluster of this run deleted? `replicator status` shows the run",
         )
@@ -183,6 +186,7 @@ class Context:
             password=self.admin_password,
             log=self.log,
             sleep=self.clock.sleep,
+            reconnect_deadline_s=self.reconnect_deadline_s,
         )
         self._sessions[role] = session
         return session
@@ -201,13 +205,13 @@ class Context:
             self.log.info("confirmed_by_flag", action=action)
             return
         if not self.interactive:
-            raise ConfirmationRequired(
+            raise ConfirmationRequiredError(
                 f"{action} needs confirmation and there is no terminal to ask",
                 hint="run the command again with --yes once you have reviewed `plan`",
             )
         ask = self.confirm or _ask_terminal
         if not ask(action):
-            raise ConfirmationRequired(
+            raise ConfirmationRequiredError(
                 f"{action} was not confirmed", hint="run the command again when ready"
             )
 

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from replicator.context import Context, fault_point
-from replicator.errors import Halted, ReplicatorError
+from replicator.errors import ExitCode, HaltedError, ReplicatorError
 from replicator.steps.base import Step
 
 DONE = "done"
@@ -44,10 +44,8 @@ class RunResult:
         return any(step.outcome == DONE for step in self.steps)
 
 
-class Interrupted(ReplicatorError):
+class OperatorInterruptError(ReplicatorError):
     """Ctrl-C during a step: state saved; the message names the step."""
-
-    from replicator.errors import ExitCode
 
     exit_code = ExitCode.INTERRUPTED
 
@@ -92,14 +90,14 @@ def _attempt(ctx: Context, step: Step) -> dict[str, Any]:
         fault_point(step.name, "before_apply")
         outputs = step.apply(ctx)
         fault_point(step.name, "after_apply")
-    except Halted as error:
+    except HaltedError as error:
         ctx.journal.finish_attempt(attempt, HALTED, error=str(error))
         raise
     except KeyboardInterrupt:
         ctx.journal.finish_attempt(
             attempt, INTERRUPTED, error="interrupted by the operator"
         )
-        raise Interrupted(
+        raise OperatorInterruptError(
             f"interrupted during step {step.name}; the journal keeps the state",
             hint="run the same command again to resume",
         ) from None

@@ -47,29 +47,29 @@ class InputError(ReplicatorError):
     exit_code = ExitCode.INVALID_INPUT
 
 
-class StepFailed(ReplicatorError):
+class StepFailedError(ReplicatorError):
     """A step failed or a deadline passed; the journal keeps the state."""
 
     exit_code = ExitCode.FAILED
 
 
-class Halted(ReplicatorError):
+class HaltedError(ReplicatorError):
     """Stopped on purpose (skip policy, guardrail, confirmation); needs an operator."""
 
     exit_code = ExitCode.HALTED
 
 
-class ConfirmationRequired(Halted):
+class ConfirmationRequiredError(HaltedError):
     """A production-affecting action needs a yes from a terminal or ``--yes``."""
 
 
-class LockHeld(ReplicatorError):
+class LockHeldError(ReplicatorError):
     """Another command holds the runbook's lock."""
 
     exit_code = ExitCode.LOCKED
 
 
-class FaultInjected(ReplicatorError):
+class FaultInjectedError(ReplicatorError):
     """A fault point armed with REPLICATOR_FAULT fired (testing aid)."""
 
     exit_code = ExitCode.FAULT_INJECTED

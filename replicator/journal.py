@@ -40,7 +40,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
-from replicator.errors import LockHeld, ReplicatorError
+from replicator.errors import LockHeldError, ReplicatorError
 
 Clock = Callable[[], datetime]
 Mask = Callable[[str], str]
@@ -327,7 +327,7 @@ class Journal:
 
         Re-entrant for the holding process. A lock left by a dead process on
         this host is taken over and an event records it; any other holder
-        raises :class:`LockHeld`.
+        raises :class:`LockHeldError`.
         """
         host, pid = socket.gethostname(), os.getpid()
 
@@ -766,8 +766,8 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _lock_held(path: Path, holder: LockHolder) -> LockHeld:
-    return LockHeld(
+def _lock_held(path: Path, holder: LockHolder) -> LockHeldError:
+    return LockHeldError(
         f"the runbook's journal {path} is locked by {holder.command!r}, "
         f"pid {holder.pid} on host {holder.host}, since {holder.since}",
         hint="wait for that command to finish or stop it, then run this again",

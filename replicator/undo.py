@@ -12,18 +12,33 @@ from collections.abc import Callable
 from typing import Any
 
 from replicator.context import Context
-from replicator.errors import Halted
+from replicator.errors import HaltedError
 from replicator.steps import RUN_STEPS
 from replicator.steps.binlog_retention import PREVIOUS_META, RETENTION_KEY
 from replicator.steps.clone import ensure_ours
+from replicator.steps.replication_user import CREATED_META
 
 DELETE_DEADLINE_S = 1800.0
 
 
+REPLICATING = "replicating"
+CUT_OVER = "cut over"
+ROLLED_BACK = "rolled back"
+
+
+def phase(ctx: Context) -> str:
+    """Return where the run stands: replicating, cut over, or rolled back."""
+    if ctx.journal.is_done("rollback_open_writes"):
+        return ROLLED_BACK
+    if ctx.journal.is_done("stop_replication") or ctx.journal.is_done("switch"):
+        return CUT_OVER
+    return REPLICATING
+
+
 def abort_run(ctx: Context, *, restore_binlog_format: bool) -> dict[str, Any]:
     """Undo the run's changes; return what was done."""
-    if ctx.journal.is_done("switch") or ctx.journal.is_done("stop_replication"):
-        raise Halted(
+    if phase(ctx) == CUT_OVER:
+        raise HaltedError(
             "the cutover has moved writes to the clone; abort would delete the primary",
             hint="use `replicator rollback` to move writes back first",
         )
@@ -88,6 +103,10 @@ def _gone_probe(ctx: Context, instance: str) -> Callable[[], bool | None]:
 
 
 def _drop_user(ctx: Context) -> bool:
+    if ctx.journal.get_meta(CREATED_META) is not True:
+        # The user existed before this run (or the run never reached it):
+        # other replicas may use it, so it stays.
+        return False
     session = ctx.source_sql()
     user = ctx.runbook.replication.user
     rows = session.query(

@@ -81,7 +81,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias
 
 import pymysql.cursors
 
-from replicator.errors import InputError, StepFailed
+from replicator.errors import InputError, StepFailedError
 from replicator.mysql.status import BinlogCoordinates, to_int, to_text
 
 if TYPE_CHECKING:
@@ -592,7 +592,7 @@ def snapshot_coordinates(conn: Connection) -> BinlogCoordinates:
 
     rows = _fetch_all(conn, "SHOW MASTER STATUS")
     if not rows:
-        raise StepFailed(
+        raise StepFailedError(
             "verify: the source has no binary log, so a differing chunk cannot "
             "be re-checked after the clone catches up",
             hint="turn binary logging on (binlog_format) and run verify again",
@@ -711,7 +711,9 @@ class _Verifier:
         started = time.monotonic()
         shape = read_shape(self.source, schema, table)
         if shape is None:
-            raise StepFailed(f"verify: table {schema}.{table} vanished from the source")
+            raise StepFailedError(
+                f"verify: table {schema}.{table} vanished from the source"
+            )
         clone_shape = read_shape(self.clone, schema, table)
 
         if clone_shape is None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from replicator.errors import ExitCode, LockHeld, ReplicatorError
+from replicator.errors import ExitCode, LockHeldError, ReplicatorError
 from replicator.journal import (
     SCHEMA_VERSION,
     Attempt,
@@ -39,7 +39,7 @@ CHILD_PRELUDE = """
 import socket, sys
 from datetime import UTC, datetime
 from pathlib import Path
-from replicator.errors import LockHeld
+from replicator.errors import LockHeldError
 from replicator.journal import Journal
 
 journal = Journal.open(
@@ -64,7 +64,7 @@ sys.stdin.readline()
 try:
     journal.acquire_lock("run")
     print("won", flush=True)
-except LockHeld:
+except LockHeldError:
     print("held", flush=True)
 sys.stdin.readline()
 """
@@ -445,12 +445,12 @@ def test_lock_is_reentrant_and_released_by_its_holder(journal: Journal) -> None:
 
 
 def test_lock_held_by_a_live_process_is_refused(journal: Journal, path: Path) -> None:
-    """Another live process's lock raises LockHeld naming it, exit code 4."""
+    """Another live process's lock raises LockHeldError naming it, exit code 4."""
     with spawn_child(HOLD_LOCK, path) as child:
         assert child.stdout is not None
         assert child.stdout.readline() == "locked\n"
 
-        with pytest.raises(LockHeld) as raised:
+        with pytest.raises(LockHeldError) as raised:
             journal.acquire_lock("cutover")
         journal.release_lock()
 
@@ -505,7 +505,7 @@ def test_lock_from_another_host_is_never_taken_over(
     holder = journal.lock_holder()
     assert holder is not None
 
-    with pytest.raises(LockHeld, match=f"pid {holder.pid} on host bastion-2"):
+    with pytest.raises(LockHeldError, match=f"pid {holder.pid} on host bastion-2"):
         journal.acquire_lock("run")
     journal.release_lock()
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from replicator.errors import StepFailed
+from replicator.errors import InputError, StepFailedError
 
 T = TypeVar("T")
 
@@ -46,6 +46,17 @@ def is_transient(error: BaseException) -> bool:
     code = error.response.get("Error", {}).get("Code", "")
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     return code in TRANSIENT_CODES or int(status) >= 500
+
+
+def _refuse_missing_credentials(error: BaseException) -> None:
+    from botocore.exceptions import NoCredentialsError, NoRegionError
+
+    if isinstance(error, NoCredentialsError | NoRegionError):
+        raise InputError(
+            f"AWS is not configured: {error}",
+            hint="configure AWS credentials (profile, environment or role); for the "
+            'sandbox: eval "$(replicator sandbox up)"',
+        ) from None
 
 
 def error_code(error: BaseException) -> str | None:
@@ -110,10 +121,11 @@ class Rds:
         try:
             return retrying(method, **kwargs)
         except Exception as error:
+            _refuse_missing_credentials(error)
             if not is_transient(error):
                 raise
             waited = round(self.clock.monotonic() - started)
-            raise StepFailed(
+            raise StepFailedError(
                 f"AWS kept failing {operation} for {waited}s; last error: {error}",
                 hint="AWS is throttling or unavailable: run the same command again "
                 "later; the journal keeps the state",
@@ -253,7 +265,7 @@ class Rds:
                 return result
             now = self.clock.monotonic()
             if now - started >= deadline_s:
-                raise StepFailed(
+                raise StepFailedError(
                     f"gave up waiting for {what} after {round(now - started)}s",
                     hint=hint,
                 )

@@ -85,7 +85,9 @@ def run(
     from replicator import commands
 
     result = commands.run(_options(runbook, state, log_format, debug, yes))
-    if not result["changed"]:
+    if "phase" in result:
+        echo_err(f"nothing to do: this run is {result['phase']} (nothing was changed)")
+    elif not result["changed"]:
         echo_err("nothing to do: every step was already done (nothing was changed)")
     _render_status(result["status"])
 

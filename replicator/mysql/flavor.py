@@ -12,7 +12,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
-from replicator.errors import StepFailed
+from replicator.errors import StepFailedError
 
 AURORA_MARKER: Final = "mysql_aurora"
 SUPPORTED_VERSIONS: Final = (
@@ -118,7 +118,7 @@ def parse_engine_version(version: str) -> tuple[int, int, int, int, int]:
     """Return a sortable key (major, minor, Aurora major, Aurora minor, patch).
 
     The old "5.7.12" form has no Aurora part and sorts before every
-    "5.7.mysql_aurora.2.x.y" version. Raises StepFailed for anything else.
+    "5.7.mysql_aurora.2.x.y" version. Raises StepFailedError for anything else.
     """
     parts = version.strip().split(".")
     if len(parts) == _AURORA_PARTS and parts[2] == AURORA_MARKER:
@@ -154,9 +154,9 @@ def _numbers(version: str, parts: list[str]) -> list[int]:
     return [int(part) for part in parts]
 
 
-def _unsupported(version: str) -> StepFailed:
+def _unsupported(version: str) -> StepFailedError:
     """Build the error for an engine version this tool cannot handle."""
-    return StepFailed(
+    return StepFailedError(
         f"engine version {version!r} is not supported: "
         f"replicator works with {SUPPORTED_VERSIONS}",
         hint="check the cluster's EngineVersion; upgrade Aurora MySQL v1 "

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from replicator.errors import StepFailed
+from replicator.errors import StepFailedError
 from replicator.mysql import errors as codes
 from replicator.mysql.flavor import PROCEDURES, REPLICA_STATUS_STATEMENTS, Generation
 from replicator.mysql.status import BinlogCoordinates, ReplicaStatus, normalise_status
@@ -81,7 +81,9 @@ class Session:
             host=self.host,
             port=self.port,
             user=self.user,
-            password=self._password.reveal(),
+            # Bytes: the driver would encode a str as latin-1 and fail, quoting
+            # the character, on anything else.
+            password=self._password.reveal().encode(),
             autocommit=True,
             charset="utf8mb4",
             connect_timeout=CONNECT_TIMEOUT_S,
@@ -112,7 +114,20 @@ class Session:
             before_sleep=self._log_reconnect,
             reraise=True,
         )
-        return policy(action)
+        started = time.monotonic()
+        try:
+            return policy(action)
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            waited = round(time.monotonic() - started)
+            raise StepFailedError(
+                f"cannot reach the {self.role} writer at {self.host}:{self.port} "
+                f"(tried for {waited}s): {error}",
+                hint="check that the cluster is available (`replicator status`), "
+                "the network path, and the runbook's `connect` section; the "
+                "journal keeps the state",
+            ) from error
 
     def _log_reconnect(self, state: Any) -> None:
         self.close()
@@ -198,7 +213,7 @@ class Session:
 
 def _identifier(name: str) -> str:
     if not name.replace("_", "").isalnum():
-        raise StepFailed(f"not a variable name: {name!r}")
+        raise StepFailedError(f"not a variable name: {name!r}")
     return name
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from replicator.errors import ReplicatorError, StepFailed
+from replicator.errors import ReplicatorError, StepFailedError
 from replicator.mysql.flavor import family_of, generation_of
 from replicator.sandbox.mariadb import pid_alive
 
@@ -352,7 +352,7 @@ def require_running(root: Path) -> Sandbox:
     """Return the running sandbox or stop with what to do."""
     sandbox = running(root.resolve())
     if sandbox is None:
-        raise StepFailed(
+        raise StepFailedError(
             f"no sandbox runs in {root}", hint="start one with: replicator sandbox up"
         )
     return sandbox

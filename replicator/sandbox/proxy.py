@@ -58,6 +58,10 @@ class Endpoint:
             client.close()
             return
         upstream.settimeout(None)
+        # The MySQL protocol sends small packets and waits for answers; without
+        # NODELAY, Nagle's algorithm holds them back for tens of milliseconds.
+        for sock in (client, upstream):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         threading.Thread(target=_pump, args=(upstream, client), daemon=True).start()
         _pump(client, upstream)
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from replicator.context import Context
-from replicator.errors import StepFailed
+from replicator.errors import StepFailedError
 from replicator.steps.base import Outputs, Step
 from replicator.steps.clone import writer_id
 
@@ -80,7 +80,7 @@ def _single_position(ctx: Context, instance: str) -> Position | None:
     distinct = {(p.file, p.position) for p in positions}
     if len(distinct) > 1:
         listed = ", ".join(f"{f} {p}" for f, p in sorted(distinct))
-        raise StepFailed(
+        raise StepFailedError(
             f"{instance} reports {len(distinct)} different crash-recovery positions "
             f"({listed}); the right one cannot be told",
             hint="inspect the clone's events; "
@@ -92,14 +92,14 @@ def _single_position(ctx: Context, instance: str) -> Position | None:
 def _check_on_source(ctx: Context, position: Position) -> None:
     logs = ctx.source_sql().binary_logs()
     if position.file not in logs:
-        raise StepFailed(
+        raise StepFailedError(
             f"the clone's start file {position.file} is no longer on the source "
             f"(it has {', '.join(sorted(logs)) or 'no binary logs'})",
             hint="binlog retention was too short: raise replication."
             "binlog_retention_hours, then recreate the clone (`abort`, `run`)",
         )
     if position.position > logs[position.file]:
-        raise StepFailed(
+        raise StepFailedError(
             f"the clone's position {position.position} lies past the end of "
             f"{position.file} ({logs[position.file]} bytes) on the source",
             hint="the clone does not come from this source: check source.cluster",

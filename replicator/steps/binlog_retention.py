@@ -50,9 +50,9 @@ class BinlogRetention(Step):
         )
         read_back = current_retention(ctx)
         if read_back != str(hours):
-            from replicator.errors import StepFailed
+            from replicator.errors import StepFailedError
 
-            raise StepFailed(
+            raise StepFailedError(
                 f"binlog retention reads back {read_back!r}, not {hours}",
                 hint="check the source's rds_show_configuration output by hand",
             )

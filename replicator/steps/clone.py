@@ -12,7 +12,7 @@ from typing import Any
 
 from replicator.aws.rds import RUN_TAG, Rds
 from replicator.context import Context
-from replicator.errors import InputError, StepFailed
+from replicator.errors import InputError, StepFailedError
 from replicator.steps.base import Outputs, Step
 from replicator.steps.reboot_writer import FAILED_STATES, wait_instance_available
 
@@ -122,10 +122,12 @@ def _wait_cluster(ctx: Context) -> dict[str, Any]:
     def probe() -> dict[str, Any] | None:
         cluster = ctx.clone_cluster()
         if cluster is None:
-            raise StepFailed(f"clone cluster {clone} disappeared while waiting for it")
+            raise StepFailedError(
+                f"clone cluster {clone} disappeared while waiting for it"
+            )
         status = str(cluster.get("Status"))
         if status in FAILED_STATES:
-            raise StepFailed(
+            raise StepFailedError(
                 f"clone cluster {clone} is {status}",
                 hint=f"look at the RDS events of {clone}; nothing was deleted",
             )

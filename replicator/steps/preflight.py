@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from replicator.context import Context
-from replicator.errors import InputError, StepFailed
+from replicator.errors import InputError, StepFailedError
 from replicator.mysql import errors as codes
 from replicator.mysql.flavor import parse_engine_version
 from replicator.mysql.session import mysql_errno
@@ -111,7 +111,7 @@ def _check_enhanced_binlog(ctx: Context, cluster: dict[str, Any], group: str) ->
     attached = str(cluster["DBClusterParameterGroup"])
     value = ctx.rds.cluster_parameter(attached, ENHANCED_BINLOG)
     if value == "1":
-        raise StepFailed(
+        raise StepFailedError(
             f"enhanced binlog is on in {attached}: Aurora does not copy enhanced "
             "binlog files to clones, so the clone's position cannot be replicated from",
             hint=f"set {ENHANCED_BINLOG}=0 in {attached}, reboot the writer, run again",
@@ -126,7 +126,7 @@ def _check_target_version(ctx: Context, cluster: dict[str, Any]) -> None:
         older = parse_engine_version(target) < parse_engine_version(
             str(cluster["EngineVersion"])
         )
-    except StepFailed as error:
+    except StepFailedError as error:
         raise InputError(f"clone.engine_version: {error.message}") from error
     if older:
         raise InputError(
@@ -150,7 +150,7 @@ def _check_admin(ctx: Context, warnings: list[str]) -> str:
                 hint="check source.admin.user and the password source "
                 f"{ctx.runbook.source.admin.password}",
             ) from None
-        raise StepFailed(
+        raise StepFailedError(
             f"cannot reach the source writer at {session.host}:{session.port}: {error}",
             hint="check the network path and the `connect` section of the runbook",
         ) from None

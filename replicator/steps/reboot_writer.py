@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from replicator.context import Context
-from replicator.errors import Halted, StepFailed
+from replicator.errors import HaltedError, StepFailedError
 from replicator.steps.base import Outputs, Step
 
 AVAILABLE = "available"
@@ -50,7 +50,7 @@ class RebootWriter(Step):
         cluster = ctx.source_cluster()
         writer = ctx.rds.writer_of(cluster)
         if writer is None:
-            raise StepFailed(
+            raise StepFailedError(
                 f"source cluster {cluster['DBClusterIdentifier']} has no writer"
             )
         _require_window(ctx)
@@ -77,7 +77,7 @@ def _require_window(ctx: Context) -> None:
     now = datetime.now(UTC)
     if not window.contains(now):
         start = window.next_start(now)
-        raise Halted(
+        raise HaltedError(
             f"the writer reboot waits for the maintenance window {window}; "
             f"it opens {start.isoformat(timespec='minutes')}",
             hint="run the same command again inside the window",
@@ -92,10 +92,12 @@ def wait_instance_available(
     def probe() -> dict[str, Any] | None:
         found = ctx.rds.instance(instance)
         if found is None:
-            raise StepFailed(f"instance {instance} disappeared while waiting for it")
+            raise StepFailedError(
+                f"instance {instance} disappeared while waiting for it"
+            )
         status = str(found["DBInstanceStatus"])
         if status in FAILED_STATES:
-            raise StepFailed(
+            raise StepFailedError(
                 f"instance {instance} is {status}",
                 hint=f"look at the RDS events and logs of {instance}; "
                 "nothing was deleted",

@@ -17,6 +17,7 @@ from replicator.mysql.session import Session
 from replicator.steps.base import Outputs, Step
 
 ANY_HOST = "%"
+CREATED_META = "replication_user_created"
 GLOBAL_SCOPE = "*.*"
 
 
@@ -69,8 +70,20 @@ class ReplicationUser(Step):
         return {"user": ctx.runbook.replication.user} if ready else None
 
     def apply(self, ctx: Context) -> Outputs:
-        create_user(ctx, ctx.source_sql())
+        session = ctx.source_sql()
+        if ctx.journal.get_meta(CREATED_META) is None:
+            # abort drops the user only when this run created it.
+            ctx.journal.set_meta(CREATED_META, not _exists(ctx, session))
+        create_user(ctx, session)
         return {"user": ctx.runbook.replication.user}
+
+
+def _exists(ctx: Context, session: Session) -> bool:
+    rows = session.query(
+        "SELECT COUNT(*) AS n FROM mysql.user WHERE User = %s AND Host = %s",
+        (ctx.runbook.replication.user, ANY_HOST),
+    )
+    return bool(rows[0]["n"])
 
 
 def create_user(ctx: Context, session: Session) -> None:

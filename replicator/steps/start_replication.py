@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from replicator.context import Context
-from replicator.errors import StepFailed
+from replicator.errors import StepFailedError
 from replicator.mysql.status import ReplicaStatus
 from replicator.steps.base import Outputs, Step
 
@@ -82,7 +82,7 @@ def _check_server_ids(ctx: Context) -> None:
     source_id = ctx.source_sql().variable("server_id")
     clone_id = ctx.clone_sql().variable("server_id")
     if source_id == clone_id:
-        raise StepFailed(
+        raise StepFailedError(
             f"source and clone share server_id {source_id}: the clone would skip "
             "every event as its own",
             hint="give the clone a different server_id in its parameter group",
@@ -92,7 +92,9 @@ def _check_server_ids(ctx: Context) -> None:
 def _configure(ctx: Context) -> None:
     position = ctx.journal.step_outputs("binlog_position")
     if position is None:
-        raise StepFailed("no binlog position journaled", hint="run `replicator run`")
+        raise StepFailedError(
+            "no binlog position journaled", hint="run `replicator run`"
+        )
     host, port = replication_source(ctx)
     replication = ctx.runbook.replication
     ctx.clone_sql().call_rds(

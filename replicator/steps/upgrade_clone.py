@@ -7,7 +7,7 @@ binlog of its own, which is never mistaken for the source position.
 from __future__ import annotations
 
 from replicator.context import Context
-from replicator.errors import StepFailed
+from replicator.errors import StepFailedError
 from replicator.steps.base import Outputs, Step
 from replicator.steps.clone import writer_id
 from replicator.steps.reboot_writer import FAILED_STATES, wait_instance_available
@@ -44,14 +44,14 @@ class UpgradeClone(Step):
         cluster = ctx.clone_cluster()
         target = ctx.runbook.clone.engine_version
         if target is None:
-            raise StepFailed(
+            raise StepFailedError(
                 "upgrade_clone needs clone.engine_version, which the runbook "
                 "does not set",
                 hint="set clone.engine_version in the runbook, or leave it out "
                 "to skip the upgrade",
             )
         if cluster is None:
-            raise StepFailed(
+            raise StepFailedError(
                 f"clone cluster {ctx.runbook.clone.cluster} does not exist"
             )
         if cluster["EngineVersion"] != target:
@@ -83,7 +83,7 @@ class UpgradeClone(Step):
     def _probe(self, ctx: Context) -> Outputs | None:
         cluster = ctx.clone_cluster()
         if cluster is not None and str(cluster.get("Status")) in FAILED_STATES:
-            raise StepFailed(
+            raise StepFailedError(
                 f"clone cluster is {cluster['Status']} after the upgrade request",
                 hint="look at the clone's RDS events and error log; "
                 "nothing was deleted",

@@ -20,7 +20,7 @@ from botocore.awsrequest import AWSResponse
 from replicator.aws.rds import Clock, make_client
 from replicator.context import Context
 from replicator.engine import run_steps
-from replicator.errors import StepFailed
+from replicator.errors import StepFailedError
 from replicator.journal import Journal
 from replicator.logs import get_logger
 from replicator.runbook import load_runbook
@@ -151,7 +151,7 @@ def test_throttling_is_retried_with_backoff_and_logged(
 def test_5xx_until_the_deadline_stops_with_the_last_error(
     sandbox_module: tuple[Sandbox, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """503 on every call: retried until the call deadline, then StepFailed naming it."""
+    """503 on every call: retried until the deadline, then a failure naming it."""
     sandbox, root = sandbox_module
     clock = FakeClock()
     ctx = make_context(
@@ -162,7 +162,7 @@ def test_5xx_until_the_deadline_stops_with_the_last_error(
         clock,
         name="unavailable",
     )
-    with pytest.raises(StepFailed) as failed:
+    with pytest.raises(StepFailedError) as failed:
         ctx.rds.cluster("sandbox-source")
 
     assert "describe_db_clusters" in failed.value.message
@@ -184,8 +184,8 @@ def rewrite(
     return lambda events: events.register(f"after-call.rds.{operation}", handler)
 
 
-def _run_to_failure(ctx: Context) -> StepFailed:
-    with pytest.raises(StepFailed) as failed:
+def _run_to_failure(ctx: Context) -> StepFailedError:
+    with pytest.raises(StepFailedError) as failed:
         run_steps(ctx, RUN_STEPS)
     return failed.value
 

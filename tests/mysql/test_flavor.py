@@ -6,7 +6,7 @@ from dataclasses import fields
 
 import pytest
 
-from replicator.errors import StepFailed
+from replicator.errors import StepFailedError
 from replicator.mysql.flavor import (
     PROCEDURES,
     REPLICA_STATUS_STATEMENTS,
@@ -49,8 +49,8 @@ def test_generation_of_reads_engine_versions(
     ],
 )
 def test_generation_of_refuses_other_versions(version: str) -> None:
-    """Unsupported versions raise StepFailed naming the version and the choices."""
-    with pytest.raises(StepFailed) as raised:
+    """Unsupported versions raise StepFailedError naming the version and the choices."""
+    with pytest.raises(StepFailedError) as raised:
         generation_of(version)
 
     assert raised.value.message == (

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from replicator.context import Context
-from replicator.errors import StepFailed
+from replicator.errors import StepFailedError
 from replicator.mysql.session import Session
 
 
@@ -34,7 +34,7 @@ def pair(ctx: Context, direction: Direction) -> tuple[dict[str, Any], dict[str, 
     """Return (primary being frozen, replica taking over), as they are named now."""
     outputs = ctx.journal.step_outputs(direction.step("guardrails"))
     if outputs is None:
-        raise StepFailed(f"the {direction.label} guardrails have not passed yet")
+        raise StepFailedError(f"the {direction.label} guardrails have not passed yet")
     return (
         ctx.cluster_by_resource_id(outputs["from_resource"]),
         ctx.cluster_by_resource_id(outputs["to_resource"]),
@@ -52,6 +52,6 @@ def writer_endpoint(ctx: Context, cluster: dict[str, Any]) -> tuple[str, int]:
     writer = ctx.rds.writer_of(cluster)
     instance = ctx.rds.instance(writer) if writer else None
     if instance is None:
-        raise StepFailed(f"cluster {cluster['DBClusterIdentifier']} has no writer")
+        raise StepFailedError(f"cluster {cluster['DBClusterIdentifier']} has no writer")
     endpoint = instance["Endpoint"]
     return str(endpoint["Address"]), int(endpoint["Port"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from replicator.context import Context
-from replicator.errors import Halted, StepFailed
+from replicator.errors import HaltedError, StepFailedError
 from replicator.mysql.session import Session
 from replicator.mysql.status import BinlogCoordinates
 from replicator.steps.base import Outputs, Step
@@ -64,7 +64,7 @@ class Drain(Step):
         hold_replica(ctx, self.direction, False)
         ctx.journal.set_meta(f"{self.direction.prefix}freeze_started", None)
         ctx.journal.reset_step(self.direction.step("freeze"))
-        raise Halted(
+        raise HaltedError(
             f"the replica did not reach the primary's final position {final} within "
             f"{ctx.runbook.cutover.drain_timeout:.0f}s; the freeze was undone and "
             f"{primary['DBClusterIdentifier']} keeps serving writes",
@@ -82,5 +82,5 @@ def _final_position(primary: Session) -> BinlogCoordinates:
         still = still + 1 if current == last else 0
         last = current
     if last is None:
-        raise StepFailed("binary logging is off on the primary")
+        raise StepFailedError("binary logging is off on the primary")
     return last

@@ -15,7 +15,7 @@ import subprocess
 from typing import Any
 
 from replicator.context import Context
-from replicator.errors import StepFailed
+from replicator.errors import StepFailedError
 from replicator.mysql.session import Session, mysql_errno
 from replicator.steps.base import Outputs, Step
 from replicator.steps.cutover.direction import Direction, pair
@@ -82,7 +82,7 @@ def run_hook(ctx: Context, phase: str) -> None:
     """Run the operator's freeze hook for a phase; fail on a non-zero exit."""
     hook = ctx.runbook.cutover.hook
     if hook is None:
-        raise StepFailed("cutover.freeze is hook but cutover.hook is not set")
+        raise StepFailedError("cutover.freeze is hook but cutover.hook is not set")
     environment = {
         **os.environ,
         "REPLICATOR_PHASE": phase,
@@ -97,7 +97,7 @@ def run_hook(ctx: Context, phase: str) -> None:
         check=False,
     )
     if result.returncode != 0:
-        raise StepFailed(
+        raise StepFailedError(
             f"the cutover hook failed in phase {phase} with exit {result.returncode}: "
             f"{result.stderr.strip()[-500:]}",
             hint="fix the hook (cutover.hook), then run the command again",
@@ -110,7 +110,7 @@ def instance_group(ctx: Context, cluster: dict[str, Any]) -> str:
     instance = ctx.rds.instance(writer) if writer else None
     groups = (instance or {}).get("DBParameterGroups", [])
     if not groups:
-        raise StepFailed(
+        raise StepFailedError(
             f"the writer of {cluster['DBClusterIdentifier']} has no DB parameter group"
         )
     return str(groups[0]["DBParameterGroupName"])
@@ -120,7 +120,7 @@ def set_read_only(ctx: Context, cluster: dict[str, Any], on: bool) -> None:
     """Set read_only in the writer's DB parameter group and wait until applied."""
     group = instance_group(ctx, cluster)
     if group.startswith("default."):
-        raise StepFailed(
+        raise StepFailedError(
             f"the writer of {cluster['DBClusterIdentifier']} uses the default DB "
             f"parameter group {group}, which cannot be modified",
             hint="attach a custom DB parameter group or use freeze: lock_users",

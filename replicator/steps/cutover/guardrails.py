@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from replicator.context import Context
-from replicator.errors import Halted, StepFailed
+from replicator.errors import HaltedError, StepFailedError
 from replicator.mysql.flavor import parse_engine_version
 from replicator.mysql.status import is_caught_up
 from replicator.steps.base import Outputs, Step
@@ -60,20 +60,20 @@ class Guardrails(Step):
     def _clusters(self, ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
         if self.direction is FORWARD:
             if not ctx.journal.is_done("catch_up"):
-                raise Halted(
+                raise HaltedError(
                     "the clone has not caught up yet", hint="run `replicator run` first"
                 )
             clone = ctx.clone_cluster()
             if clone is None:
-                raise StepFailed(
+                raise StepFailedError(
                     "the clone does not exist", hint="run `replicator run`"
                 )
             return ctx.source_cluster(), clone
         switched = ctx.journal.step_outputs(FORWARD.step("guardrails"))
         if switched is None or not ctx.journal.is_done("open_writes"):
-            raise Halted("there is no finished cutover to roll back")
+            raise HaltedError("there is no finished cutover to roll back")
         if ctx.runbook.cutover.rollback != "reverse_replication":
-            raise Halted(
+            raise HaltedError(
                 "rollback needs cutover.rollback: reverse_replication",
                 hint="without reverse replication the old cluster lacks the writes "
                 "made since the cutover",
@@ -91,7 +91,7 @@ def _require_caught_up(
         source = primary.binlog_coordinates()
         status = replica.replica_status(generation)
         if status is None or status.error_thread is not None or not status.running:
-            raise Halted(
+            raise HaltedError(
                 "replication is not healthy: "
                 + (
                     "not configured"
@@ -105,7 +105,7 @@ def _require_caught_up(
         if source is not None and is_caught_up(status, source):
             return
         time.sleep(0.5)
-    raise Halted(
+    raise HaltedError(
         "the replica is not caught up",
         hint="wait for `replicator watch` to show caught_up=yes",
     )
@@ -114,7 +114,7 @@ def _require_caught_up(
 def _require_no_unreviewed_skips(ctx: Context) -> None:
     total = ctx.journal.skip_counts()["total"]
     if total and not ctx.accept_skips:
-        raise Halted(
+        raise HaltedError(
             f"{total} replication events were skipped during catch-up",
             hint="review them with `replicator skips`, "
             "then cut over with --accept-skips",
@@ -127,7 +127,7 @@ def _require_recent_verify(ctx: Context) -> None:
         return
     verifies = ctx.journal.events(VERIFY_EVENT)
     if not verifies:
-        raise Halted(
+        raise HaltedError(
             "no verify has been run",
             hint="run `replicator verify` and cut over within "
             f"{round(window)}s of a clean result",
@@ -135,9 +135,11 @@ def _require_recent_verify(ctx: Context) -> None:
     _id, when, _kind, data = verifies[-1]
     age = datetime.now(UTC) - datetime.fromisoformat(when.replace("Z", "+00:00"))
     if not data.get("equal"):
-        raise Halted("the last verify found differences", hint="fix them, verify again")
+        raise HaltedError(
+            "the last verify found differences", hint="fix them, verify again"
+        )
     if age > timedelta(seconds=window):
-        raise Halted(
+        raise HaltedError(
             f"the last clean verify is {round(age.total_seconds())}s old "
             f"(require_verify_within is {round(window)}s)",
             hint="run `replicator verify` again",
@@ -156,16 +158,18 @@ def _require_reverse_possible(
     old = parse_engine_version(str(primary["EngineVersion"]))
     new = parse_engine_version(str(replica["EngineVersion"]))
     if new[:2] > old[:2] and not ctx.force:
-        raise Halted(
+        raise HaltedError(
             f"reverse replication would run from {replica['EngineVersion']} back to "
             f"{primary['EngineVersion']}: a newer major version writes binlog events "
             "an older one may not apply",
             hint="cut over with rollback: none, or pass --force after testing it",
         )
     if primary_sql.variable("server_id") == replica_sql.variable("server_id"):
-        raise Halted("source and clone share a server_id: reverse events would loop")
+        raise HaltedError(
+            "source and clone share a server_id: reverse events would loop"
+        )
     if replica_sql.variable("log_bin") not in {"1", "ON"}:
-        raise Halted(
+        raise HaltedError(
             "binary logging is off on the clone: reverse replication needs it",
             hint="`replicator run` turns it on "
             "when cutover.rollback is reverse_replication",
@@ -181,7 +185,7 @@ def _require_no_long_transactions(primary: Any) -> None:
     )
     if rows:
         listed = ", ".join(f"thread {r['thread']} since {r['started']}" for r in rows)
-        raise Halted(
+        raise HaltedError(
             f"long-running transactions on the primary: {listed}",
             hint="let them finish (or end them with mysql.rds_kill), then run again",
         )

@@ -10,7 +10,7 @@ start to this confirmation) is journaled.
 from __future__ import annotations
 
 from replicator.context import Context
-from replicator.errors import StepFailed
+from replicator.errors import StepFailedError
 from replicator.mysql.accounts import granted_privileges
 from replicator.mysql.session import Session
 from replicator.report import seconds_between
@@ -124,12 +124,12 @@ def _keep_old_primary_frozen(ctx: Context) -> None:
 
 def _confirm_writable(session: Session, accounts: list[tuple[str, str]]) -> None:
     if session.variable("read_only") in {"1", "ON"}:
-        raise StepFailed(
+        raise StepFailedError(
             "the new primary is still read-only", hint="check its DB parameter group"
         )
     for account in accounts:
         if is_locked(session, account):
-            raise StepFailed(
+            raise StepFailedError(
                 f"{account[0]}@{account[1]} is still locked on the new primary"
             )
         rows = session.query("SHOW GRANTS FOR %s@%s", account)
@@ -137,6 +137,6 @@ def _confirm_writable(session: Session, accounts: list[tuple[str, str]]) -> None
         if not any(
             set(p) >= WRITE_PRIVILEGES or "ALL PRIVILEGES" in p for p in scopes.values()
         ):
-            raise StepFailed(
+            raise StepFailedError(
                 f"{account[0]}@{account[1]} has no write privileges on the new primary"
             )

@@ -9,7 +9,7 @@ write can precede that position.
 from __future__ import annotations
 
 from replicator.context import Context
-from replicator.errors import StepFailed
+from replicator.errors import StepFailedError
 from replicator.steps.base import Outputs, Step
 from replicator.steps.cutover.direction import FORWARD, pair, writer_endpoint
 from replicator.steps.replication_user import create_user, user_ok
@@ -48,7 +48,7 @@ class ReverseReplication(Step):
             create_user(ctx, new_sql)
         position = new_sql.binlog_coordinates()
         if position is None:
-            raise StepFailed(
+            raise StepFailedError(
                 "binary logging is off on the new primary: reverse replication "
                 "has no position to start from",
                 hint="check log_bin and binlog_format in the new primary's "
@@ -91,7 +91,7 @@ class ReverseReplication(Step):
 def _running(ctx: Context, old: dict[str, object]) -> bool | None:
     status = ctx.session("primary", dict(old)).replica_status(ctx.generation(dict(old)))
     if status is not None and status.error_thread:
-        raise StepFailed(
+        raise StepFailedError(
             "reverse replication failed: error "
             f"{status.last_io_errno or status.last_sql_errno}: "
             f"{status.last_io_error or status.last_sql_error}",

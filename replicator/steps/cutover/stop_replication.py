@@ -6,7 +6,7 @@ Only after the drain proved the replica holds every write of the primary.
 from __future__ import annotations
 
 from replicator.context import Context
-from replicator.errors import StepFailed
+from replicator.errors import StepFailedError
 from replicator.mysql.status import BinlogCoordinates
 from replicator.steps.base import Outputs, Step
 from replicator.steps.cutover.direction import Direction, pair
@@ -41,7 +41,7 @@ class StopReplication(Step):
             str(drained.get("file")), int(drained.get("position", 0))
         )
         if status is not None and status.exec_coordinates != final:
-            raise StepFailed(
+            raise StepFailedError(
                 f"the replica is at {status.exec_coordinates}, not the drained {final}",
                 hint="writes reached the primary after the freeze; run again",
             )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from replicator.context import Context
-from replicator.errors import StepFailed
+from replicator.errors import StepFailedError
 from replicator.runbook import Route53Spec
 from replicator.steps.base import Outputs, Step
 from replicator.steps.cutover.direction import FORWARD, Direction, pair
@@ -92,7 +92,7 @@ def _rename(ctx: Context, cluster: dict[str, Any], name: str) -> None:
         taken is not None
         and taken["DbClusterResourceId"] != cluster["DbClusterResourceId"]
     ):
-        raise StepFailed(
+        raise StepFailedError(
             f"cannot rename {cluster['DBClusterIdentifier']} to {name}: "
             "the name is taken",
             hint=f"rename or remove the cluster {name}, then run again",
@@ -132,7 +132,7 @@ def _route53(ctx: Context) -> Any:
 def _route53_spec(ctx: Context) -> Route53Spec:
     spec = ctx.runbook.cutover.route53
     if spec is None:
-        raise StepFailed(
+        raise StepFailedError(
             "cutover.switch is route53 but cutover.route53 is not set",
             hint="set cutover.route53 {zone_id: ..., record: ...} in the runbook",
         )
