@@ -242,7 +242,7 @@ def _build_source(sandbox: Sandbox, engine_version: str) -> None:
         MasterUserPassword=sandbox.credentials["admin"],
         DBClusterParameterGroupName=SOURCE_PARAMS,
         DBSubnetGroupName="default",
-        VpcSecurityGroupIds=["sg-sandbox"],
+        VpcSecurityGroupIds=[_security_group(sandbox)],
     )
     rds.create_db_instance(
         DBInstanceIdentifier=SOURCE_WRITER,
@@ -253,6 +253,39 @@ def _build_source(sandbox: Sandbox, engine_version: str) -> None:
     )
     _wait_available(rds, SOURCE_WRITER)
     _load_demo(sandbox, rds)
+
+
+def _security_group(sandbox: Sandbox) -> str:
+    """Create the database security group, admitting its own members by reference.
+
+    Clones get the source's groups, so replication from a clone to the source
+    is allowed the way an operator's account should allow it. Ports are
+    chosen at run time, hence the whole unprivileged range.
+    """
+    import boto3
+
+    ec2 = boto3.client(
+        "ec2",
+        region_name=REGION,
+        endpoint_url=sandbox.endpoint_url,
+        aws_access_key_id=SANDBOX_ACCESS_KEY,
+        aws_secret_access_key=SANDBOX_SECRET_KEY,
+    )
+    group = ec2.create_security_group(
+        GroupName="sandbox-db", Description="sandbox database clusters"
+    )["GroupId"]
+    ec2.authorize_security_group_ingress(
+        GroupId=group,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 1024,
+                "ToPort": 65535,
+                "UserIdGroupPairs": [{"GroupId": group}],
+            }
+        ],
+    )
+    return str(group)
 
 
 def _wait_available(rds: Any, instance: str) -> None:

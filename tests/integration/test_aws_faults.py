@@ -130,9 +130,9 @@ def test_throttling_is_retried_with_backoff_and_logged(
     ctx = make_context(
         sandbox,
         root,
-        monkeypatch,
-        fail_first(3, 400, "Throttling"),
-        clock,
+        monkeypatch=monkeypatch,
+        register=fail_first(3, 400, "Throttling"),
+        clock=clock,
         name="throttle",
     )
     with structlog.testing.capture_logs() as logs:
@@ -157,9 +157,9 @@ def test_5xx_until_the_deadline_stops_with_the_last_error(
     ctx = make_context(
         sandbox,
         root,
-        monkeypatch,
-        fail_first(10_000, 503, "ServiceUnavailable"),
-        clock,
+        monkeypatch=monkeypatch,
+        register=fail_first(10_000, 503, "ServiceUnavailable"),
+        clock=clock,
         name="unavailable",
     )
     with pytest.raises(StepFailedError) as failed:
@@ -204,7 +204,10 @@ def test_clone_in_a_failed_state_stops_and_deletes_nothing(
                     cluster["Status"] = status
 
         ctx = make_context(
-            sandbox, tmp_path, monkeypatch, rewrite("DescribeDBClusters", edit)
+            sandbox,
+            tmp_path,
+            monkeypatch=monkeypatch,
+            register=rewrite("DescribeDBClusters", edit),
         )
         before = sandbox.requests()
         error = _run_to_failure(ctx)
@@ -242,8 +245,8 @@ def test_instance_never_available_stops_at_the_deadline(
         ctx = make_context(
             sandbox,
             tmp_path,
-            monkeypatch,
-            rewrite("DescribeDBInstances", edit),
+            monkeypatch=monkeypatch,
+            register=rewrite("DescribeDBInstances", edit),
             timeouts={"clone": "3s"},
         )
         error = _run_to_failure(ctx)
