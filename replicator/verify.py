@@ -198,6 +198,7 @@ class VerifyReport:
     equal: bool
     started: str
     finished: str
+    objects: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """Return the report as JSON-serialisable data (keys as lists)."""
@@ -206,6 +207,7 @@ class VerifyReport:
             "started": self.started,
             "finished": self.finished,
             "tables": [_table_json(result) for result in self.tables],
+            "objects": list(self.objects),
         }
 
 
@@ -291,6 +293,61 @@ def list_tables(conn: Connection, pattern: str | None) -> list[tuple[str, str]]:
     if not globs:
         return tables
     return [table for table in tables if _matches(table, globs)]
+
+
+# Schema objects compared by name (their bodies print differently across
+# versions): tables and views, triggers with their table, timing and event,
+# and stored routines.
+_OBJECT_QUERIES: Final = (
+    (
+        "table",
+        "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES "
+        "WHERE TABLE_SCHEMA IN ({schemas})",
+    ),
+    (
+        "trigger",
+        "SELECT TRIGGER_SCHEMA, TRIGGER_NAME, CONCAT(EVENT_OBJECT_TABLE, ' ', "
+        "ACTION_TIMING, ' ', EVENT_MANIPULATION) FROM information_schema.TRIGGERS "
+        "WHERE TRIGGER_SCHEMA IN ({schemas})",
+    ),
+    (
+        "routine",
+        "SELECT ROUTINE_SCHEMA, ROUTINE_NAME, ROUTINE_TYPE FROM "
+        "information_schema.ROUTINES WHERE ROUTINE_SCHEMA IN ({schemas})",
+    ),
+)
+
+
+def compare_objects(
+    source: Connection, clone: Connection, schemas: Sequence[str]
+) -> list[str]:
+    """Return the schema objects that differ between source and clone, by name."""
+    if not schemas:
+        return []
+    marks = ", ".join(["%s"] * len(schemas))
+    differences = []
+    for kind, query in _OBJECT_QUERIES:
+        statement = query.format(schemas=marks)
+        ours = _objects(source, statement, schemas)
+        theirs = _objects(clone, statement, schemas)
+        for name in sorted(ours.keys() - theirs.keys()):
+            differences.append(f"{kind} {name} is missing on the clone")
+        for name in sorted(theirs.keys() - ours.keys()):
+            differences.append(f"{kind} {name} exists only on the clone")
+        for name in sorted(ours.keys() & theirs.keys()):
+            if ours[name] != theirs[name]:
+                differences.append(
+                    f"{kind} {name} is {ours[name]} on the source but "
+                    f"{theirs[name]} on the clone"
+                )
+    return differences
+
+
+def _objects(
+    conn: Connection, statement: str, schemas: Sequence[str]
+) -> dict[str, str]:
+    rows = _fetch_all(conn, statement, tuple(schemas))
+    return {f"{_text(row[0])}.{_text(row[1])}": _text(row[2]) for row in rows}
 
 
 def _parse_pattern(pattern: str | None) -> list[str]:
@@ -903,11 +960,13 @@ def verify(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify") as pool:
         verifier = _Verifier(source, clone, settings, pool)
         results = [verifier.compare_table(schema, table) for schema, table in tables]
+    objects = compare_objects(source, clone, sorted({schema for schema, _ in tables}))
     return VerifyReport(
         tables=results,
-        equal=all(result.equal for result in results),
+        equal=all(result.equal for result in results) and not objects,
         started=started,
         finished=_utc_now(),
+        objects=objects,
     )
 
 

@@ -672,3 +672,35 @@ def test_report_json_turns_keys_into_lists() -> None:
             "keys": [["0x01"]],
         }
     ]
+
+
+def test_schema_objects_missing_or_extra_on_the_clone_are_reported(
+    pair: Pair, conns: tuple[Any, Any]
+) -> None:
+    """A trigger or view missing on the clone, or a table only there, differs."""
+    _schema(
+        pair,
+        "objs",
+        ITEMS,
+        FILL_ITEMS.format(rows=50),
+        "CREATE TABLE log (id INT PRIMARY KEY)",
+        "CREATE TRIGGER items_log AFTER INSERT ON items "
+        "FOR EACH ROW INSERT INTO log VALUES (NEW.id)",
+        "CREATE VIEW cheap AS SELECT id FROM items WHERE price < 1",
+    )
+    _on_clone_only(
+        pair,
+        "DROP TRIGGER objs.items_log",
+        "DROP VIEW objs.cheap",
+        "CREATE TABLE objs.extra (id INT PRIMARY KEY)",
+    )
+
+    report = verify(*conns, pattern="objs.*", wait_clone_past=clone_waiter(pair.clone))
+
+    assert report.equal is False
+    assert [t.equal for t in report.tables] == [True, True]
+    assert report.objects == [
+        "table objs.cheap is missing on the clone",
+        "table objs.extra exists only on the clone",
+        "trigger objs.items_log is missing on the clone",
+    ]

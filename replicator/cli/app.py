@@ -235,6 +235,8 @@ def verify(
                     f"{diff['source_rows']} rows, clone {diff['clone_rows']} rows"
                     + (f"; differing keys {diff['keys']}" if diff["keys"] else "")
                 )
+        for difference in document["objects"]:
+            echo_out(f"schema object: {difference}")
     if not document["equal"]:
         raise typer.Exit(int(ExitCode.FAILED))
 
