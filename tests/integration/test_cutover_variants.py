@@ -81,7 +81,7 @@ def test_parameter_group_freeze_and_switch_none(tmp_path: Path) -> None:
 
 
 def test_skipped_events_need_accept_skips(tmp_path: Path) -> None:
-    """After a skip, cutover halts (exit 3) until --accept-skips says it was reviewed."""
+    """After a skip, cutover halts (exit 3) until --accept-skips says it is reviewed."""
     sandbox = start_sandbox(tmp_path / "sandbox")
     try:
         rule = {
