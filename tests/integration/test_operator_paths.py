@@ -22,6 +22,7 @@ from tests.helpers import (
     admin_connection,
     cli,
     query,
+    root_connection,
     sandbox_env,
     start_sandbox,
     write_runbook,
@@ -114,6 +115,53 @@ def test_watch_shows_a_live_line_until_interrupted(lab: tuple[Sandbox, Path]) ->
     assert len(lines) >= 2
     assert lines[-1].startswith("io=Yes sql=Yes behind=0B")
     assert "caught_up=yes" in lines[-1]
+
+
+def test_clone_restart_during_catch_up_is_waited_out(lab: tuple[Sandbox, Path]) -> None:
+    """A clone writer reboot while run catches up: waited out, nothing skipped."""
+    sandbox, root = lab
+    clone = root_connection(sandbox, "sandbox-clone")
+    query(clone, "LOCK TABLES shop.products WRITE")
+    query(admin_connection(sandbox), "UPDATE shop.products SET stock = stock + 1")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "replicator",
+            "run",
+            str(root / "sandbox.yaml"),
+            "--yes",
+        ],
+        env=sandbox_env(sandbox),
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3.0)
+    sandbox.rds().reboot_db_instance(DBInstanceIdentifier="sandbox-clone-1")
+    _out, err = process.communicate(timeout=300)
+    skips = json.loads(
+        cli(
+            "skips",
+            str(root / "sandbox.yaml"),
+            "--json",
+            env=sandbox_env(sandbox),
+            cwd=root,
+        ).stdout
+    )
+    source_stock = query(
+        admin_connection(sandbox), "SELECT SUM(stock) FROM shop.products"
+    )
+    clone_stock = query(
+        admin_connection(sandbox, "sandbox-clone"),
+        "SELECT SUM(stock) FROM shop.products",
+    )
+
+    assert process.returncode == 0, err[-3000:]
+    assert "mysql_reconnect" in err
+    assert skips == []
+    assert clone_stock == source_stock
 
 
 def test_cutover_by_route53_points_the_record_at_the_clone(
