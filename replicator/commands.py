@@ -104,6 +104,9 @@ def plan(options: Options) -> list[dict[str, Any]]:
     from replicator.steps import RUN_STEPS
 
     with open_context(options, "plan", lock=False) as ctx:
+        # The same input checks as run: passwords resolvable, source present.
+        ctx.resolve_secrets()
+        ctx.source_cluster()
         items = plan_steps(ctx, RUN_STEPS)
         return [{"step": i.name, "state": i.state, "actions": i.actions} for i in items]
 

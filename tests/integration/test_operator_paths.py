@@ -230,3 +230,18 @@ def _aws(sandbox: Sandbox) -> dict[str, Any]:
         "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
         "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
     }
+
+
+def test_plan_checks_inputs_like_run(lab: tuple[Sandbox, Path]) -> None:
+    """plan exits 2 on a missing password variable or a source that does not exist."""
+    sandbox, root = lab
+    env = sandbox_env(sandbox)
+    del env["REPLICATOR_REPL_PASSWORD"]
+    missing = cli("plan", str(write_runbook(root, name="plan-a")), env=env, cwd=root)
+    absent = write_runbook(root, name="plan-b", source={"cluster": "no-such-cluster"})
+    unknown = cli("plan", str(absent), env=sandbox_env(sandbox), cwd=root)
+
+    assert missing.code == 2
+    assert "REPLICATOR_REPL_PASSWORD is not set" in missing.stderr
+    assert unknown.code == 2
+    assert "source cluster 'no-such-cluster' does not exist" in unknown.stderr
