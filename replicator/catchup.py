@@ -98,6 +98,7 @@ class CatchUp:
         self.on_poll = on_poll
         self.spec = ctx.runbook.catch_up
         self.state = CatchUpState()
+        self._by_rule: dict[str, int] | None = None
 
     # Resolved once per loop: each resolution describes the cluster through the
     # RDS API, and a loop that polls every second (and skips thousands of
@@ -301,14 +302,25 @@ class CatchUp:
     # --- errors -----------------------------------------------------------------------
 
     def handle_error(self, status: ReplicaStatus) -> None:
-        """Apply the skip policy to the replica's current error."""
+        """Apply the skip policy to the replica's error, and to the next ones.
+
+        After a skip, the status read to confirm it shows whether the next
+        event failed too; errors in a row are handled from that status, one
+        by one, each on record, without a full poll in between.
+        """
+        current: ReplicaStatus | None = status
+        while current is not None and current.error_thread is not None:
+            current = self._handle_one(current)
+
+    def _handle_one(self, status: ReplicaStatus) -> ReplicaStatus | None:
+        """Handle one error; return the status after a skip, else None."""
         thread = status.error_thread
         if thread is None:
-            return
+            return None
         errno, text = self._error_of(status, thread)
         if thread == "io" and errno in NETWORK_ERRORS:
             self._tolerate_network_error(errno, text)
-            return
+            return None
         self.state.network_error_since = None
         event = analyse_error(text)
         decision = policy.decide(
@@ -330,8 +342,8 @@ class CatchUp:
             rule=decision.rule,
         )
         if decision.action == policy.SKIP:
-            self._skip(status, errno, text, decision, event)
-        elif decision.action == policy.NEXT_LOG:
+            return self._skip(status, errno, text, decision, event)
+        if decision.action == policy.NEXT_LOG:
             self._next_log(status, errno, text, decision)
         elif decision.action == policy.WAIT:
             self.ctx.log.warning(
@@ -344,6 +356,7 @@ class CatchUp:
         else:
             message, hint = diagnose(self.ctx, status, errno, text, decision.reason)
             raise HaltedError(message, hint=hint)
+        return None
 
     def _error_of(self, status: ReplicaStatus, thread: str) -> tuple[int, str]:
         if thread == "io":
@@ -374,7 +387,17 @@ class CatchUp:
         )
 
     def _skips_by_rule(self) -> dict[str, int]:
-        return dict(self.ctx.journal.skip_counts()["by_rule"])
+        # Read from the journal once per loop, then kept by _confirm_moved:
+        # counting every skip again on every error made clearing N events
+        # cost O(N) journal reads each.
+        if self._by_rule is None:
+            self._by_rule = dict(self.ctx.journal.skip_counts()["by_rule"])
+        return dict(self._by_rule)
+
+    def _counted(self, rule: str) -> None:
+        """Keep the per-rule count in step with a skip just confirmed."""
+        if self._by_rule is not None:
+            self._by_rule[rule] = self._by_rule.get(rule, 0) + 1
 
     def _journal_now(self) -> datetime:
         # Skip records are stamped by the journal's clock: measure the rate
@@ -416,7 +439,7 @@ class CatchUp:
         text: str,
         decision: policy.Decision,
         event: Any,
-    ) -> None:
+    ) -> ReplicaStatus:
         executed = status.exec_coordinates
         if executed is None:
             raise StepFailedError(
@@ -440,9 +463,9 @@ class CatchUp:
         fault_point("catch_up", "skip_before_call")
         self.clone.call_rds(self.generation, "skip_repl_error")
         fault_point("catch_up", "skip_after_call")
-        self._confirm_moved(skip_id, record)
+        return self._confirm_moved(skip_id, record)
 
-    def _confirm_moved(self, skip_id: int, record: SkipRecord) -> None:
+    def _confirm_moved(self, skip_id: int, record: SkipRecord) -> ReplicaStatus:
         where = BinlogCoordinates(record.file, record.position)
         started = time.monotonic()
         while time.monotonic() - started < SKIP_CONFIRM_DEADLINE_S:
@@ -450,6 +473,7 @@ class CatchUp:
             if skip_took_effect(status, record, where):
                 self.ctx.journal.confirm_skip(skip_id)
                 self.state.skips_this_run += 1
+                self._counted(record.rule)
                 self.ctx.log.info(
                     "event_skipped",
                     rule=record.rule,
@@ -459,8 +483,8 @@ class CatchUp:
                     file=record.file,
                     position=record.position,
                 )
-                return
-            time.sleep(0.05)
+                return status
+            time.sleep(0.005)
         self.ctx.journal.void_skip(skip_id)
         raise StepFailedError(
             f"skipping the event at {where} did not move the replica",
@@ -515,6 +539,7 @@ class CatchUp:
         )
         self.clone.call_rds(self.generation, "next_source_log", index)
         self.ctx.journal.confirm_skip(skip_id)
+        self._counted(record.rule)
 
 
 def skip_took_effect(
