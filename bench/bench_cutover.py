@@ -68,6 +68,7 @@ from typing import Any
 import pymysql
 import yaml
 
+from bench.common import BenchError, Summary, sandbox_environment
 from bench.workload import Workload, WorkloadResult, longest_gap
 from replicator.sandbox import manage
 from replicator.sandbox.manage import Sandbox
@@ -85,10 +86,6 @@ COMMAND_DEADLINE_S = 600.0
 VERIFY_ATTEMPTS = 5
 VERIFY_DIFFERENCES = 1  # verify's exit code when it found a difference
 GOAL_S = 2.0
-
-
-class BenchError(RuntimeError):
-    """A step of the benchmark did not go as it must."""
 
 
 @dataclass(frozen=True)
@@ -111,10 +108,9 @@ class Bench:
 
     def attempt(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run ``python -m replicator COMMAND RUNBOOK ...`` whatever its exit code."""
-        base = {k: v for k, v in os.environ.items() if not k.startswith("REPLICATOR_")}
         return subprocess.run(
             [sys.executable, "-m", "replicator", args[0], str(self.runbook), *args[1:]],
-            env={**base, **self.sandbox.environment()},
+            env=sandbox_environment(self.sandbox),
             cwd=self.root,
             capture_output=True,
             text=True,
@@ -232,21 +228,6 @@ def cutover_gap(result: WorkloadResult, cutover_started: float) -> float:
     window = before[-1:] + [moment for moment in times if moment > cutover_started]
     gap, _start, _end = longest_gap(window)
     return gap
-
-
-@dataclass(frozen=True)
-class Summary:
-    """The median, minimum and maximum of one figure, against its goal."""
-
-    name: str
-    median: float
-    minimum: float
-    maximum: float
-    goal: float | None
-
-    @property
-    def met(self) -> bool | None:
-        return None if self.goal is None else self.median < self.goal
 
 
 SUMMARISED = {"app_downtime_s": GOAL_S, "journaled_downtime_s": None}

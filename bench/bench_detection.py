@@ -49,12 +49,12 @@ from typing import Any
 from bench.bench_skips import (
     SOURCE,
     Bench,
-    BenchError,
     execute,
     prepared_sandbox,
     source_position,
     wait_caught_up,
 )
+from bench.common import BenchError
 from replicator.catchup import CatchUp, CatchUpState, Poll
 from replicator.context import Context
 from replicator.journal import Journal

@@ -63,6 +63,7 @@ import pymysql
 import pymysql.cursors
 import yaml
 
+from bench.common import BenchError, sandbox_environment
 from bench.workload import Workload, WorkloadResult
 from replicator.sandbox import manage
 from replicator.sandbox.demo import SCHEMA
@@ -83,10 +84,6 @@ RUN_EXIT_DEADLINE_S = 600.0
 SEED = 7
 
 
-class BenchError(RuntimeError):
-    """A step of the benchmark did not go as it must."""
-
-
 @dataclass(frozen=True)
 class Bench:
     """A sandbox, the directory ``replicator`` runs in, and its runbook."""
@@ -105,11 +102,10 @@ class Bench:
         A file rather than a pipe: nobody reads the pipe while ``run`` works,
         and a full pipe would block it.
         """
-        base = {k: v for k, v in os.environ.items() if not k.startswith("REPLICATOR_")}
         with self.log.open("wb") as log:
             return subprocess.Popen(
                 [sys.executable, "-m", "replicator", "run", str(self.runbook), "--yes"],
-                env={**base, **self.sandbox.environment()},
+                env=sandbox_environment(self.sandbox),
                 cwd=self.root,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
@@ -117,10 +113,9 @@ class Bench:
 
     def report(self) -> dict[str, Any]:
         """Return ``replicator report RUNBOOK --json``."""
-        base = {k: v for k, v in os.environ.items() if not k.startswith("REPLICATOR_")}
         finished = subprocess.run(
             [sys.executable, "-m", "replicator", "report", str(self.runbook), "--json"],
-            env={**base, **self.sandbox.environment()},
+            env=sandbox_environment(self.sandbox),
             cwd=self.root,
             capture_output=True,
             text=True,

@@ -36,10 +36,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.common import Summary
 from replicator.sandbox import manage
 
 DEFAULT_RUNS = 3
@@ -147,21 +147,6 @@ def one_run(engine_version: str) -> dict[str, float]:
     finally:
         manage.down(root)
         shutil.rmtree(root, ignore_errors=True)
-
-
-@dataclass(frozen=True)
-class Summary:
-    """The median, minimum and maximum of one figure, against its goal."""
-
-    name: str
-    median: float
-    minimum: float
-    maximum: float
-    goal: float | None
-
-    @property
-    def met(self) -> bool | None:
-        return None if self.goal is None else self.median < self.goal
 
 
 def summarise(runs: Sequence[dict[str, float]]) -> list[Summary]:

@@ -52,6 +52,7 @@ from typing import Any
 import pymysql
 import yaml
 
+from bench.common import BenchError, sandbox_environment
 from replicator.journal import Journal
 from replicator.sandbox import manage
 from replicator.sandbox.manage import Sandbox
@@ -74,10 +75,6 @@ TABLE_DDL = (
 )
 
 
-class BenchError(RuntimeError):
-    """A step of the benchmark did not go as it must."""
-
-
 # --- the sandbox ---------------------------------------------------------------------
 
 
@@ -91,8 +88,7 @@ class Bench:
 
     def environment(self) -> dict[str, str]:
         """Return this process's environment with the sandbox's variables."""
-        base = {k: v for k, v in os.environ.items() if not k.startswith("REPLICATOR_")}
-        return {**base, **self.sandbox.environment()}
+        return sandbox_environment(self.sandbox)
 
     def start_run(self, log: Path) -> subprocess.Popen[bytes]:
         """Start ``replicator run RUNBOOK --yes``, its output going to ``log``.
